@@ -1,0 +1,32 @@
+"""Run-time settings, read once from the environment (12-factor style)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///./silta.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Absolute base of the FHIR endpoint as clients see it; None derives it from the request.
+    public_base_url: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    max_transaction_entries: int = 10_000
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {
+            "database_url": env.get("SILTA_DATABASE_URL", DEFAULT_DATABASE_URL),
+            "public_base_url": env.get("SILTA_PUBLIC_BASE_URL") or None,
+            "max_body_bytes": int(env.get("SILTA_MAX_BODY_BYTES", 10 * 1024 * 1024)),
+            "default_page_size": int(env.get("SILTA_DEFAULT_PAGE_SIZE", 20)),
+            "max_page_size": int(env.get("SILTA_MAX_PAGE_SIZE", 1000)),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,136 @@
+"""Relational schema of the resource store (SQLAlchemy Core).
+
+- ``resource``: the current version of every resource (one indexed lookup per read).
+- ``resource_version``: every version ever written (vread, history).
+- ``sp_*``: the search index of the current versions, one table per search-parameter
+  type (search.html §3.1.1.4), written in the same transaction as the resource.
+
+The schema itself is created by the Alembic migrations in ``migrations/``; this module
+only describes it for query building. Timestamps are integers: microseconds since the
+Unix epoch, UTC. Date index ranges are half-open ``[low, high)``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+PrimaryKey = BigInteger().with_variant(Integer(), "sqlite")
+
+resource = Table(
+    "resource",
+    metadata,
+    Column("pk", PrimaryKey, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", LargeBinary, nullable=True),
+    UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
+    Index("ix_resource_type_updated", "res_type", "last_updated"),
+)
+
+resource_version = Table(
+    "resource_version",
+    metadata,
+    Column("resource_pk", PrimaryKey, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("last_updated", BigInteger, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("body", LargeBinary, nullable=True),
+    Index("ix_version_updated", "last_updated"),
+    Index("ix_version_type_updated", "res_type", "last_updated"),
+)
+
+
+def _index_table(name: str, *columns: Column[object], indexes: tuple[Index, ...] = ()) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("resource_pk", PrimaryKey, nullable=False),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(64), nullable=False),
+        *columns,
+        Index(f"ix_{name}_resource", "resource_pk"),
+        *indexes,
+    )
+
+
+sp_token = _index_table(
+    "sp_token",
+    Column("system", String(256), nullable=True),
+    Column("code", String(256), nullable=True),
+    Column("text", String(256), nullable=True),
+    indexes=(Index("ix_sp_token_lookup", "res_type", "param", "code", "system"),),
+)
+
+sp_string = _index_table(
+    "sp_string",
+    Column("value_norm", String(256), nullable=False),
+    Column("value_exact", Text, nullable=False),
+    indexes=(Index("ix_sp_string_lookup", "res_type", "param", "value_norm"),),
+)
+
+sp_reference = _index_table(
+    "sp_reference",
+    Column("target_type", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("target_url", String(512), nullable=True),
+    indexes=(
+        Index("ix_sp_reference_lookup", "res_type", "param", "target_id", "target_type"),
+        Index("ix_sp_reference_target", "target_type", "target_id"),
+    ),
+)
+
+sp_date = _index_table(
+    "sp_date",
+    Column("low", BigInteger, nullable=False),
+    Column("high", BigInteger, nullable=False),
+    indexes=(
+        Index("ix_sp_date_low", "res_type", "param", "low"),
+        Index("ix_sp_date_high", "res_type", "param", "high"),
+    ),
+)
+
+sp_number = _index_table(
+    "sp_number",
+    Column("value", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("system", String(256), nullable=True),
+    Column("code", String(64), nullable=True),
+    indexes=(Index("ix_sp_number_lookup", "res_type", "param", "value"),),
+)
+
+sp_uri = _index_table(
+    "sp_uri",
+    Column("value", String(512), nullable=False),
+    indexes=(Index("ix_sp_uri_lookup", "res_type", "param", "value"),),
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": sp_token,
+    "string": sp_string,
+    "reference": sp_reference,
+    "date": sp_date,
+    "number": sp_number,
+    "uri": sp_uri,
+}
