@@ -1,0 +1,3 @@
+"""Silta: interoperability gateway over FHIR R4."""
+
+__version__ = "0.1.0"

@@ -8,7 +8,7 @@ See FHIR R4 http.html §3.1.0.4 (status codes) and operationoutcome.html.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class FhirError(Exception):
     issues: list[Issue] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
-    status: int = 500
-    code: str = "exception"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "exception"
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.diagnostics)

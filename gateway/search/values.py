@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from calendar import monthrange, timegm
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 MAX_INDEXED_STRING = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WHITESPACE = re.compile(r"\s+")
+_MICROS = 1_000_000
 
 # YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mm[:ss[.f+]][Z|±hh:mm]
 _DATE = re.compile(
@@ -52,6 +54,16 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
+def _epoch_seconds(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> int:
+    if not (1 <= month <= 12 and 1 <= day <= monthrange(year, month)[1]):
+        raise ValueError(f"{year:04d}-{month:02d}-{day:02d} is not a calendar date")
+    if hour > 24 or minute > 59 or second > 60:
+        raise ValueError(f"{hour:02d}:{minute:02d}:{second:02d} is not a time of day")
+    return timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
 def date_range(text: str) -> tuple[int, int]:
     """The implicit range ``[low, high)`` of a FHIR date/dateTime/instant, in epoch micros.
 
@@ -62,36 +74,36 @@ def date_range(text: str) -> tuple[int, int]:
         raise ValueError(f"'{text}' is not a valid FHIR date or dateTime")
     g = match.groupdict()
     year = int(g["y"])
-    tz = UTC
+    offset = 0
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
-        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
-        from datetime import timezone
-
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))  # type: ignore[assignment]
+        offset = sign * (int(g["tz"][1:3]) * 3600 + int(g["tz"][4:6]) * 60)
     if g["m"] is None:
-        low = datetime(year, 1, 1, tzinfo=tz)
-        high = datetime(year + 1, 1, 1, tzinfo=tz)
+        low = _epoch_seconds(year, 1, 1) * _MICROS
+        high = _epoch_seconds(year + 1, 1, 1) * _MICROS
     elif g["d"] is None:
         month = int(g["m"])
-        low = datetime(year, month, 1, tzinfo=tz)
         next_year, next_month = _add_months(year, month, 1)
-        high = datetime(next_year, next_month, 1, tzinfo=tz)
+        low = _epoch_seconds(year, month, 1) * _MICROS
+        high = _epoch_seconds(next_year, next_month, 1) * _MICROS
     elif g["H"] is None:
-        low = datetime(year, int(g["m"]), int(g["d"]), tzinfo=tz)
-        high = low + timedelta(days=1)
+        low = _epoch_seconds(year, int(g["m"]), int(g["d"])) * _MICROS
+        high = low + 86_400 * _MICROS
     else:
-        base = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), tzinfo=tz)
+        seconds = int(g["S"] or 0)
+        low = (
+            _epoch_seconds(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), seconds)
+            - offset
+        ) * _MICROS
         if g["S"] is None:
-            low, high = base, base + timedelta(minutes=1)
+            high = low + 60 * _MICROS
         elif g["f"] is None:
-            low = base.replace(second=int(g["S"]))
-            high = low + timedelta(seconds=1)
+            high = low + _MICROS
         else:
             digits = g["f"][:6]
-            low = base.replace(second=int(g["S"]), microsecond=int(digits.ljust(6, "0")))
-            high = low + timedelta(microseconds=10 ** (6 - len(digits)))
-    return to_micros(low), to_micros(high)
+            low += int(digits.ljust(6, "0"))
+            high = low + 10 ** (6 - len(digits))
+    return low, high
 
 
 def number_range(text: str) -> tuple[float, float, float]:

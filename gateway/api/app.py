@@ -1,0 +1,50 @@
+"""The ASGI application: FHIR API under ``/fhir``, one database, one access policy."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from gateway import __version__
+from gateway.api import errors
+from gateway.api.fhir import router as fhir_router
+from gateway.config import Settings
+from gateway.policy import AccessPolicy, PermitAll
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
+
+FHIR_BASE_PATH = "/fhir"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    policy: AccessPolicy | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    """Builds the application; ``migrate`` brings the schema up to date first."""
+    settings = settings or Settings.from_env()
+    database = database or Database(settings.database_url)
+    if migrate:
+        upgrade(database.engine)
+    app = FastAPI(
+        title="Silta gateway",
+        version=__version__,
+        description="FHIR R4 interoperability gateway for Kela, social services and healthcare",
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.policy = policy or PermitAll()
+    app.include_router(fhir_router, prefix=FHIR_BASE_PATH, tags=["FHIR R4"])
+    errors.install(app)
+
+    @app.on_event("shutdown")
+    def _dispose() -> None:
+        database.dispose()
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` worker processes (the schema is already migrated)."""
+    return create_app(migrate=False)

@@ -1,0 +1,56 @@
+"""The ``silta`` command line."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+
+from gateway.config import DEFAULT_DATABASE_URL, Settings
+from gateway.store.database import Database
+from gateway.store.migrate import upgrade
+
+app = typer.Typer(help="Silta interoperability gateway", no_args_is_help=True)
+
+DatabaseOption = typer.Option(
+    DEFAULT_DATABASE_URL, "--database", envvar="SILTA_DATABASE_URL", help="SQLAlchemy database URL"
+)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8080, help="TCP port"),
+    database: str = DatabaseOption,
+    workers: int = typer.Option(1, min=1, help="Worker processes"),
+    log_level: str = typer.Option("warning", help="uvicorn log level"),
+) -> None:
+    """Runs the gateway; the FHIR base is http://HOST:PORT/fhir."""
+    os.environ["SILTA_DATABASE_URL"] = database
+    db = Database(database)
+    upgrade(db.engine)
+    db.dispose()
+    typer.echo(f"Silta FHIR R4 base: http://{host}:{port}/fhir  (database: {database})")
+    uvicorn.run(
+        "gateway.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@app.command()
+def migrate(database: str = DatabaseOption) -> None:
+    """Brings the database schema up to date."""
+    db = Database(database)
+    upgrade(db.engine)
+    db.dispose()
+    typer.echo("database schema is up to date")
+
+
+def settings_for(database: str) -> Settings:
+    return Settings.from_env(database_url=database)

@@ -1,0 +1,869 @@
+"""Execution of FHIR R4 searches as SQLAlchemy Core queries (search.html).
+
+Every criterion becomes a condition on the ``resource`` table, typically
+``resource.pk IN (SELECT resource_pk FROM sp_<type> WHERE res_type = :t AND param = :p AND …)``,
+so a single-criterion search is one indexed lookup joined to ``resource`` by primary key.
+Pages are cut with keyset conditions on the sort columns (never OFFSET), so paging stays
+correct while other transactions write; see ``gateway.search.cursor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from gateway.errors import InvalidSearch
+from gateway.search.cursor import ColumnKind, Cursor, CursorValue, decode_cursor, encode_cursor
+from gateway.search.params import (
+    Criterion,
+    DateValue,
+    Include,
+    MissingValue,
+    NumberValue,
+    ReferenceValue,
+    SearchRequest,
+    SortKey,
+    StringValue,
+    TokenValue,
+    UriValue,
+    parse_search,
+)
+from gateway.search.values import normalize_string, to_micros
+from gateway.store.schema import INDEX_TABLES, resource, sp_reference
+
+_DAY_MICROS = 86_400 * 1_000_000
+_ROW_COLUMNS = (
+    resource.c.pk,
+    resource.c.res_type,
+    resource.c.res_id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.body,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """The current version of one stored resource."""
+
+    pk: int
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: int
+    body: bytes
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """One page of a search: the matches, the ``_include``/``_revinclude`` resources, the total
+    (None for ``_total=none``) and the cursors of the neighbouring pages."""
+
+    matches: list[StoredRow]
+    included: list[StoredRow]
+    total: int | None
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+def _stored_row(row: Any) -> StoredRow:
+    return StoredRow(
+        pk=row.pk,
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version=row.version,
+        last_updated=row.last_updated,
+        body=bytes(row.body) if row.body is not None else b"",
+    )
+
+
+def _now_micros() -> int:
+    return to_micros(datetime.now(UTC))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code-point order)."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
+    return prefix[:-1] + chr(following)
+
+
+def _uri_prefixes(uri: str) -> list[str]:
+    """``uri`` and each of its leading path segments, for ``:above`` (search.html §3.1.1.4.12)."""
+    prefixes = {uri}
+    for index, char in enumerate(uri):
+        if (
+            char == "/"
+            and index > 0
+            and uri[index - 1] != "/"
+            and uri[index + 1 : index + 2] != "/"
+        ):
+            prefixes.add(uri[:index])
+            prefixes.add(uri[: index + 1])
+    return sorted(prefixes)
+
+
+# --------------------------------------------------------------------------- criteria
+
+
+class _ConditionBuilder:
+    """Turns criteria into conditions on a ``resource`` table or alias (search.html §3.1.1.4)."""
+
+    def __init__(self, dialect_name: str, now: int) -> None:
+        self.sqlite = dialect_name == "sqlite"
+        self.now = now
+
+    # -- entry points
+
+    def condition(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
+        """The condition that a row of ``res`` (of ``criterion.resource_type``) matches."""
+        positive = self.matching_pks(criterion)
+        if positive is not None:
+            return res.c.pk.in_(positive)
+        if criterion.has_source is not None:
+            return self._reverse_chain(criterion, res)
+        param = criterion.param
+        if param.code == "_id":
+            return self._id(criterion, res)
+        if param.code == "_lastUpdated":
+            return self._last_updated(criterion, res)
+        kind = _table_kind(param.type)
+        table = INDEX_TABLES[kind]
+        rows = _param_rows(kind, criterion.resource_type, param.code)
+        if any(isinstance(v, MissingValue) for v in criterion.values):
+            return self._missing(criterion, rows, table, res)
+        assert criterion.modifier == "not"
+        match = _any(self._value_conditions(criterion, table))
+        return ~exists(rows.where(table.c.resource_pk == res.c.pk, match))
+
+    def matching_pks(self, criterion: Criterion) -> Select[Any] | None:
+        """``SELECT resource_pk`` of the index rows that match, for criteria that only need
+        rows to exist; None for the others (``:not``, ``:missing``, ``_id``, ``_has``…)."""
+        param = criterion.param
+        if (
+            criterion.has_source is not None
+            or param.code in ("_id", "_lastUpdated")
+            or criterion.modifier == "not"
+            or any(isinstance(v, MissingValue) for v in criterion.values)
+        ):
+            return None
+        if not criterion.values:
+            return self._chain(criterion)
+        kind = _table_kind(param.type)
+        rows = _param_rows(kind, criterion.resource_type, param.code)
+        return rows.where(_any(self._value_conditions(criterion, INDEX_TABLES[kind])))
+
+    # -- special parameters
+
+    def _id(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
+        if any(isinstance(v, MissingValue) for v in criterion.values):
+            return _missing_never(criterion)
+        ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
+        if criterion.modifier == "not":
+            return res.c.res_id.not_in(ids)
+        return res.c.res_id.in_(ids)
+
+    def _last_updated(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
+        if any(isinstance(v, MissingValue) for v in criterion.values):
+            return _missing_never(criterion)
+        column = res.c.last_updated
+        return or_(
+            *(self._instant(v, column) for v in criterion.values if isinstance(v, DateValue))
+        )
+
+    def _missing(
+        self, criterion: Criterion, rows: Select[Any], table: Any, res: FromClause
+    ) -> ColumnElement[bool]:
+        wanted = {v.missing for v in criterion.values if isinstance(v, MissingValue)}
+        if wanted == {True, False}:
+            return true()
+        if True in wanted:
+            return ~exists(rows.where(table.c.resource_pk == res.c.pk))
+        return res.c.pk.in_(rows)
+
+    # -- chains (§3.1.1.4.13, §3.1.1.4.14)
+
+    def _chain(self, criterion: Criterion) -> Select[Any]:
+        per_target: list[ColumnElement[bool]] = []
+        for inner in criterion.chained:
+            target = resource.alias()
+            target_ids = select(target.c.res_id).where(
+                target.c.res_type == inner.resource_type,
+                target.c.deleted.is_(False),
+                self.condition(inner, target),
+            )
+            per_target.append(
+                and_(
+                    sp_reference.c.target_type == inner.resource_type,
+                    sp_reference.c.target_id.in_(target_ids),
+                )
+            )
+        return select(sp_reference.c.resource_pk).where(
+            sp_reference.c.res_type == criterion.resource_type,
+            sp_reference.c.param == criterion.param.code,
+            or_(false(), *per_target),
+        )
+
+    def _reverse_chain(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
+        assert criterion.has_source is not None
+        source = resource.alias()
+        (inner,) = criterion.chained
+        sources = select(source.c.pk).where(
+            source.c.res_type == criterion.has_source,
+            source.c.deleted.is_(False),
+            self.condition(inner, source),
+        )
+        referenced_ids = select(sp_reference.c.target_id).where(
+            sp_reference.c.res_type == criterion.has_source,
+            sp_reference.c.param == criterion.param.code,
+            sp_reference.c.target_type == criterion.resource_type,
+            sp_reference.c.resource_pk.in_(sources),
+        )
+        return res.c.res_id.in_(referenced_ids)
+
+    # -- values
+
+    def _value_conditions(self, criterion: Criterion, table: Any) -> list[ColumnElement[bool]]:
+        modifier = criterion.modifier
+        kind = criterion.param.type
+        values = criterion.values
+        if kind == "token" and modifier == "text":
+            return [
+                self._starts_with(table.c.text, normalize_string(v.text))
+                for v in values
+                if isinstance(v, StringValue)
+            ]
+        if kind == "token":
+            return _token_conditions([v for v in values if isinstance(v, TokenValue)], table)
+        if kind == "string":
+            return [self._string(v, modifier, table) for v in values if isinstance(v, StringValue)]
+        if kind == "reference":
+            return [_reference(v) for v in values if isinstance(v, ReferenceValue)]
+        if kind == "date":
+            return [
+                self._range(v, table.c.low, table.c.high)
+                for v in values
+                if isinstance(v, DateValue)
+            ]
+        if kind in ("number", "quantity"):
+            return [self._number(v, table) for v in values if isinstance(v, NumberValue)]
+        return [self._uri(v, modifier, table) for v in values if isinstance(v, UriValue)]
+
+    def _starts_with(self, column: Any, prefix: str) -> ColumnElement[bool]:
+        if not prefix:
+            return column.is_not(None)  # type: ignore[no-any-return]
+        upper = _prefix_upper_bound(prefix)
+        if self.sqlite and upper is not None:
+            # BINARY collation compares code points, so the range is exactly the prefix set
+            # and, unlike LIKE, it is answered from the index.
+            return and_(column >= prefix, column < upper)
+        return self._like(column, _escape_like(prefix) + "%")
+
+    def _like(self, column: Any, pattern: str) -> ColumnElement[bool]:
+        # PostgreSQL's LIKE escapes with a backslash by default; naming it keeps SQLite alike.
+        return column.like(pattern, escape="\\" if self.sqlite else None)  # type: ignore[no-any-return]
+
+    def _string(self, value: StringValue, modifier: str | None, table: Any) -> ColumnElement[bool]:
+        """search.html §3.1.1.4.7: starts-with by default, ``:exact``, ``:contains``."""
+        normalized = normalize_string(value.text)
+        if modifier == "exact":
+            return and_(table.c.value_norm == normalized, table.c.value_exact == value.text)
+        if modifier == "contains":
+            return self._like(table.c.value_norm, "%" + _escape_like(normalized) + "%")
+        return self._starts_with(table.c.value_norm, normalized)
+
+    def _range(self, value: DateValue, low: Any, high: Any) -> ColumnElement[bool]:
+        """A target range ``[low, high)`` against a prefixed search range (§3.1.1.4.1.1).
+
+        Indexed ranges are never empty (low < high), so "contained" also bounds ``low`` from
+        above and ``ge``/``le`` get a one-column bound; both only let the indexes narrow the
+        scan and do not change the result.
+        """
+        search_low, search_high = value.low, value.high
+        contained = and_(low >= search_low, low < search_high, high <= search_high)
+        match value.prefix:
+            case "ne":
+                return or_(low < search_low, high > search_high)
+            case "gt":
+                return high > search_high  # type: ignore[no-any-return]
+            case "lt":
+                return low < search_low  # type: ignore[no-any-return]
+            case "ge":
+                return and_(high > search_low, or_(high > search_high, contained))
+            case "le":
+                return and_(low < search_high, or_(low < search_low, contained))
+            case "sa":
+                return low >= search_high  # type: ignore[no-any-return]
+            case "eb":
+                return high <= search_low  # type: ignore[no-any-return]
+            case "ap":
+                margin = self._approximate_margin(value)
+                return and_(low < search_high + margin, high > search_low - margin)
+            case _:
+                return contained
+
+    def _instant(self, value: DateValue, column: Any) -> ColumnElement[bool]:
+        """``_lastUpdated``: the stored instant as the point range ``[v, v + 1)``."""
+        search_low, search_high = value.low, value.high
+        match value.prefix:
+            case "ne":
+                return or_(column < search_low, column >= search_high)
+            case "gt" | "sa":
+                return column >= search_high  # type: ignore[no-any-return]
+            case "lt" | "eb":
+                return column < search_low  # type: ignore[no-any-return]
+            case "ge":
+                return column >= search_low  # type: ignore[no-any-return]
+            case "le":
+                return column < search_high  # type: ignore[no-any-return]
+            case "ap":
+                margin = self._approximate_margin(value)
+                return and_(column >= search_low - margin, column < search_high + margin)
+            case _:
+                return and_(column >= search_low, column < search_high)
+
+    def _approximate_margin(self, value: DateValue) -> int:
+        """10% of the distance between the search value and now, at least a day (§3.1.1.4.1.1)."""
+        return max(abs(self.now - value.low) // 10, _DAY_MICROS)
+
+    def _number(self, value: NumberValue, table: Any) -> ColumnElement[bool]:
+        """search.html §3.1.1.4.1 / §3.1.1.4.11: eq is the implicit range of the search value."""
+        column = table.c.value
+        conditions: list[ColumnElement[bool]] = []
+        match value.prefix:
+            case "ne":
+                conditions.append(or_(column < value.low, column >= value.high))
+            case "gt" | "sa":
+                conditions.append(column > value.value)
+            case "lt" | "eb":
+                conditions.append(column < value.value)
+            case "ge":
+                conditions.append(column >= value.value)
+            case "le":
+                conditions.append(column <= value.value)
+            case "ap":
+                margin = max(abs(value.value) / 10, (value.high - value.low) / 2)
+                conditions.append(
+                    and_(column >= value.value - margin, column <= value.value + margin)
+                )
+            case _:
+                conditions.append(and_(column >= value.low, column < value.high))
+        if value.system is not None:
+            conditions.append(table.c.system == value.system)
+        if value.code is not None:
+            conditions.append(table.c.code == value.code)
+        return and_(*conditions)
+
+    def _uri(self, value: UriValue, modifier: str | None, table: Any) -> ColumnElement[bool]:
+        if modifier == "below":
+            return self._starts_with(table.c.value, value.uri)
+        if modifier == "above":
+            return table.c.value.in_(_uri_prefixes(value.uri))  # type: ignore[no-any-return]
+        return table.c.value == value.uri  # type: ignore[no-any-return]
+
+
+_NOT_DELETED: ColumnElement[bool] = resource.c.deleted.is_(False)
+
+
+@lru_cache(maxsize=256)
+def _type_is(resource_type: str) -> ColumnElement[bool]:
+    return resource.c.res_type == resource_type
+
+
+@lru_cache(maxsize=4096)
+def _param_rows(kind: str, resource_type: str, code: str) -> Select[Any]:
+    """``SELECT resource_pk FROM sp_<kind> WHERE res_type = :t AND param = :p``.
+
+    Expressions are immutable, so these shared parts of every query are built only once.
+    """
+    table = INDEX_TABLES[kind]
+    return select(table.c.resource_pk).where(
+        table.c.res_type == resource_type, table.c.param == code
+    )
+
+
+def _any(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return conditions[0] if len(conditions) == 1 else or_(*conditions)
+
+
+def _table_kind(param_type: str) -> str:
+    return "number" if param_type == "quantity" else param_type
+
+
+def _missing_never(criterion: Criterion) -> ColumnElement[bool]:
+    """``_id`` and ``_lastUpdated`` are never missing."""
+    wanted = {v.missing for v in criterion.values if isinstance(v, MissingValue)}
+    return true() if False in wanted else false()
+
+
+def _token_conditions(values: list[TokenValue], table: Any) -> list[ColumnElement[bool]]:
+    """search.html §3.1.1.4.9: ``code``, ``system|code``, ``|code`` and ``system|``."""
+    bare_codes = [v.code for v in values if not v.match_system and v.code is not None]
+    conditions: list[ColumnElement[bool]] = []
+    if len(bare_codes) == 1:
+        conditions.append(table.c.code == bare_codes[0])
+    elif bare_codes:
+        conditions.append(table.c.code.in_(bare_codes))
+    for value in values:
+        if not value.match_system:
+            continue
+        parts: list[ColumnElement[bool]] = []
+        if value.code is not None:
+            parts.append(table.c.code == value.code)
+        parts.append(
+            table.c.system == value.system if value.system is not None else table.c.system.is_(None)
+        )
+        conditions.append(and_(*parts))
+    return conditions
+
+
+def _reference(value: ReferenceValue) -> ColumnElement[bool]:
+    """search.html §3.1.1.4.10: ``Type/id``, a bare id or an absolute URL / canonical."""
+    by_id: ColumnElement[bool] | None = None
+    if value.target_id is not None:
+        by_id = sp_reference.c.target_id == value.target_id
+        if value.target_type is not None:
+            by_id = and_(by_id, sp_reference.c.target_type == value.target_type)
+    if value.url is None:
+        assert by_id is not None
+        return by_id
+    by_url = sp_reference.c.target_url == value.url
+    return or_(by_url, by_id) if by_id is not None else by_url
+
+
+# --------------------------------------------------------------------------- sorting / paging
+
+
+@dataclass(frozen=True, slots=True)
+class _SortColumn:
+    expression: ColumnElement[Any]
+    descending: bool
+    kind: ColumnKind
+
+
+_SORT_VALUE_KIND: dict[str, tuple[ColumnKind, CursorValue]] = {
+    "string": ("str", ""),
+    "token": ("str", ""),
+    "reference": ("str", ""),
+    "uri": ("str", ""),
+    "date": ("int", 0),
+    "number": ("float", 0.0),
+    "quantity": ("float", 0.0),
+}
+
+
+def _sort_value(resource_type: str, key: SortKey) -> ColumnElement[Any]:
+    """The lowest (ascending) or highest (descending) indexed value of a parameter
+    (search.html §3.1.1.5.1), as a correlated scalar subquery."""
+    table = INDEX_TABLES[_table_kind(key.param_type)]
+    column: ColumnElement[Any]
+    if key.param_type == "string":
+        column = table.c.value_norm
+    elif key.param_type == "token":
+        column = table.c.code
+    elif key.param_type == "date":
+        column = table.c.high if key.descending else table.c.low
+    elif key.param_type == "reference":
+        column = func.coalesce(
+            sp_reference.c.target_type + "/" + sp_reference.c.target_id, sp_reference.c.target_url
+        )
+    else:
+        column = table.c.value
+    aggregate = func.max(column) if key.descending else func.min(column)
+    return (
+        select(aggregate)
+        .where(
+            table.c.resource_pk == resource.c.pk,
+            table.c.res_type == resource_type,
+            table.c.param == key.code,
+        )
+        .scalar_subquery()
+    )
+
+
+def _sort_columns(
+    request: SearchRequest, source: Any, key_values: dict[int, ColumnElement[Any]]
+) -> list[_SortColumn]:
+    """The ORDER BY columns over ``source`` (``resource`` or a derived table with its pk,
+    res_id and last_updated); ``key_values`` holds the value of each parameter sort key.
+
+    A missing value sorts last in either direction through a leading "has no value" flag;
+    ``pk`` breaks ties (search.html §3.1.1.5.1).
+    """
+    columns: list[_SortColumn] = []
+    for index, key in enumerate(request.sort):
+        if key.code == "_id":
+            columns.append(_SortColumn(source.res_id, key.descending, "str"))
+        elif key.code == "_lastUpdated":
+            columns.append(_SortColumn(source.last_updated, key.descending, "int"))
+        else:
+            value = key_values[index]
+            kind, neutral = _SORT_VALUE_KIND[key.param_type]
+            columns.append(_SortColumn(case((value.is_(None), 1), else_=0), False, "int"))
+            columns.append(
+                _SortColumn(func.coalesce(value, literal(neutral)), key.descending, kind)
+            )
+    tie_descending = request.sort[-1].descending if request.sort else False
+    columns.append(_SortColumn(source.pk, tie_descending, "int"))
+    return columns
+
+
+@lru_cache(maxsize=256)
+def _plain_page(
+    sort: tuple[SortKey, ...], backward: bool
+) -> tuple[Select[Any], list[_SortColumn], list[str]]:
+    """The ordered row query for sorts on ``_id``/``_lastUpdated``/insertion order only."""
+    columns = _sort_columns(SearchRequest("", sort=sort), resource.c, {})
+    labels = [c.expression.label(f"sort_{i}") for i, c in enumerate(columns)]
+    order = [
+        label.desc() if column.descending != backward else label.asc()
+        for label, column in zip(labels, columns, strict=True)
+    ]
+    statement = select(*_ROW_COLUMNS, *labels).order_by(*order)
+    return statement, columns, [label.name for label in labels]
+
+
+def _sort_kinds(request: SearchRequest) -> list[ColumnKind]:
+    """The value kinds of the sort columns of ``_sort_columns``, for cursor validation."""
+    kinds: list[ColumnKind] = []
+    for key in request.sort:
+        if key.code == "_id":
+            kinds.append("str")
+        elif key.code == "_lastUpdated":
+            kinds.append("int")
+        else:
+            kinds.extend(("int", _SORT_VALUE_KIND[key.param_type][0]))
+    kinds.append("int")
+    return kinds
+
+
+def _keyset(columns: Sequence[_SortColumn], cursor: Cursor) -> ColumnElement[bool]:
+    """Rows strictly after (or, for a backward cursor, before) the cursor position."""
+    descending = [c.descending != cursor.backward for c in columns]
+    expressions = [c.expression for c in columns]
+    values = list(cursor.position)
+    if len(set(descending)) == 1:
+        left: Any = expressions[0] if len(columns) == 1 else tuple_(*expressions)
+        right: Any = values[0] if len(columns) == 1 else tuple_(*(literal(v) for v in values))
+        if descending[0]:
+            return left <= right if cursor.inclusive else left < right  # type: ignore[no-any-return]
+        return left >= right if cursor.inclusive else left > right  # type: ignore[no-any-return]
+    alternatives: list[ColumnElement[bool]] = []
+    for index, expression in enumerate(expressions):
+        equal_before = [e == v for e, v in zip(expressions[:index], values[:index], strict=True)]
+        beyond = expression < values[index] if descending[index] else expression > values[index]
+        alternatives.append(and_(*equal_before, beyond))
+    if cursor.inclusive:
+        alternatives.append(and_(*(e == v for e, v in zip(expressions, values, strict=True))))
+    return or_(*alternatives)
+
+
+# --------------------------------------------------------------------------- execution
+
+
+class _Search:
+    def __init__(
+        self,
+        conn: Connection,
+        request: SearchRequest,
+        extra_where: Sequence[ColumnElement[bool]],
+    ) -> None:
+        self.conn = conn
+        self.request = request
+        self.extra_where = tuple(extra_where)
+        self.builder = _ConditionBuilder(conn.dialect.name, _now_micros())
+
+    def match_conditions(self) -> list[ColumnElement[bool]]:
+        return [
+            _type_is(self.request.resource_type),
+            _NOT_DELETED,
+            *(self.builder.condition(c, resource) for c in self.request.criteria),
+            *self.extra_where,
+        ]
+
+    def count(self) -> int:
+        """The number of matches; from the index alone when one criterion decides them."""
+        criteria = self.request.criteria
+        if len(criteria) == 1 and not self.extra_where:
+            pks = self.builder.matching_pks(criteria[0])
+            if pks is not None:
+                matched = pks.subquery()
+                column = next(iter(matched.c))
+                return int(self.conn.execute(select(func.count(column.distinct()))).scalar_one())
+        statement = select(func.count()).select_from(resource).where(*self.match_conditions())
+        return int(self.conn.execute(statement).scalar_one())
+
+    def page_statement(self, cursor: Cursor | None) -> tuple[Select[Any], list[str]]:
+        """The query of one page: up to ``count + 1`` rows in sort order beyond the cursor,
+        with the sort columns labelled ``sort_<n>``."""
+        request = self.request
+        backward = cursor is not None and cursor.backward
+        limit = request.count + 1
+        key_values = {
+            index: _sort_value(request.resource_type, key)
+            for index, key in enumerate(request.sort)
+            if key.code not in ("_id", "_lastUpdated")
+        }
+
+        def ordered(columns: list[_SortColumn]) -> tuple[list[Any], list[Any]]:
+            labels = [c.expression.label(f"sort_{i}") for i, c in enumerate(columns)]
+            order = [
+                label.desc() if column.descending != backward else label.asc()
+                for label, column in zip(labels, columns, strict=True)
+            ]
+            return labels, order
+
+        conditions = self.match_conditions()
+        if not key_values:
+            base, columns, names = _plain_page(request.sort, backward)
+            if cursor is not None:
+                conditions.append(_keyset(columns, cursor))
+            return base.where(*conditions).limit(limit), names
+
+        # Sorting on parameter values: each value is computed once per match in a derived
+        # table that the planners do not merge into the outer query (OFFSET 0); only the
+        # rows of the page are then joined back to ``resource``.
+        matched = (
+            select(
+                resource.c.pk,
+                resource.c.res_id,
+                resource.c.last_updated,
+                *(value.label(f"key_{index}") for index, value in key_values.items()),
+            )
+            .where(*conditions)
+            .offset(0)
+            .subquery("matched")
+        )
+        columns = _sort_columns(
+            request, matched.c, {index: matched.c[f"key_{index}"] for index in key_values}
+        )
+        labels, order = ordered(columns)
+        page = (
+            select(matched.c.pk.label("page_pk"), *labels)
+            .where(*([_keyset(columns, cursor)] if cursor is not None else []))
+            .order_by(*order)
+            .limit(limit)
+            .subquery("page")
+        )
+        names = [label.name for label in labels]
+        outer_order = [
+            page.c[name].desc() if column.descending != backward else page.c[name].asc()
+            for name, column in zip(names, columns, strict=True)
+        ]
+        statement = (
+            select(*_ROW_COLUMNS, *(page.c[name] for name in names))
+            .join_from(page, resource, resource.c.pk == page.c.page_pk)
+            .order_by(*outer_order)
+        )
+        return statement, names
+
+    def page(self) -> SearchPage:
+        request = self.request
+        only_total = request.summary == "count" or request.count == 0
+        if only_total:
+            return SearchPage([], [], self.count(), None, None)
+        signature = request.sort_signature()
+        cursor: Cursor | None = None
+        if request.cursor is not None:
+            cursor = decode_cursor(
+                request.cursor, sort_signature=signature, kinds=_sort_kinds(request)
+            )
+        backward = cursor is not None and cursor.backward
+        statement, labels = self.page_statement(cursor)
+        fetched = list(self.conn.execute(statement))
+        has_more = len(fetched) > request.count
+        rows = fetched[: request.count]
+        if backward:
+            rows.reverse()
+
+        def position(row: Any) -> tuple[CursorValue, ...]:
+            return tuple(row._mapping[label] for label in labels)
+
+        def make(position_: tuple[CursorValue, ...], *, back: bool, inclusive: bool = False) -> str:
+            return encode_cursor(Cursor(position_, back, inclusive, signature))
+
+        next_cursor: str | None = None
+        previous_cursor: str | None = None
+        if backward:
+            assert cursor is not None
+            if has_more:
+                previous_cursor = make(position(rows[0]), back=True)
+            next_cursor = (
+                make(position(rows[-1]), back=False)
+                if rows
+                else make(cursor.position, back=False, inclusive=True)
+            )
+        else:
+            if has_more:
+                next_cursor = make(position(rows[-1]), back=False)
+            if cursor is not None:
+                previous_cursor = (
+                    make(position(rows[0]), back=True)
+                    if rows
+                    else make(cursor.position, back=True, inclusive=True)
+                )
+
+        matches = [_stored_row(r) for r in rows]
+        total: int | None = None
+        if request.total != "none":
+            total = len(matches) if cursor is None and not has_more else self.count()
+        included = self.included(matches)
+        return SearchPage(matches, included, total, next_cursor, previous_cursor)
+
+    # -- _include / _revinclude (search.html §3.1.1.5.4)
+
+    def included(self, matches: list[StoredRow]) -> list[StoredRow]:
+        request = self.request
+        if not (request.includes or request.revincludes) or not matches:
+            return []
+        seen = {row.pk for row in matches}
+        found: list[StoredRow] = []
+        sources = matches
+        for iterating in (False, True):
+            includes = [i for i in request.includes if i.iterate or not iterating]
+            revincludes = [i for i in request.revincludes if i.iterate or not iterating]
+            fresh: list[StoredRow] = []
+            candidates = [
+                *(row for i in includes for row in self._forward(i, sources)),
+                *(row for i in revincludes for row in self._reverse(i, sources)),
+            ]
+            for row in candidates:
+                if row.pk not in seen:
+                    seen.add(row.pk)
+                    fresh.append(row)
+            found.extend(fresh)
+            sources = fresh
+            if not sources:
+                break
+        return found
+
+    def _fetch(self, *conditions: ColumnElement[bool]) -> list[StoredRow]:
+        statement = (
+            select(*_ROW_COLUMNS)
+            .where(_NOT_DELETED, *conditions, *self.extra_where)
+            .order_by(resource.c.pk)
+        )
+        return [_stored_row(r) for r in self.conn.execute(statement)]
+
+    def _forward(self, include: Include, sources: Iterable[StoredRow]) -> list[StoredRow]:
+        source_pks = [row.pk for row in sources if row.res_type == include.source_type]
+        if not source_pks:
+            return []
+        target = resource.alias()
+        link = [
+            sp_reference.c.resource_pk.in_(source_pks),
+            sp_reference.c.res_type == include.source_type,
+        ]
+        if include.param_code != "*":
+            link.append(sp_reference.c.param == include.param_code)
+        if include.target_type is not None:
+            link.append(sp_reference.c.target_type == include.target_type)
+        targets = (
+            select(target.c.pk)
+            .join_from(
+                sp_reference,
+                target,
+                and_(
+                    target.c.res_type == sp_reference.c.target_type,
+                    target.c.res_id == sp_reference.c.target_id,
+                ),
+            )
+            .where(*link)
+        )
+        return self._fetch(resource.c.pk.in_(targets))
+
+    def _reverse(self, include: Include, sources: Iterable[StoredRow]) -> list[StoredRow]:
+        ids_by_type: dict[str, list[str]] = {}
+        for row in sources:
+            if include.target_type is None or row.res_type == include.target_type:
+                ids_by_type.setdefault(row.res_type, []).append(row.res_id)
+        if not ids_by_type:
+            return []
+        link = [sp_reference.c.res_type == include.source_type]
+        if include.param_code != "*":
+            link.append(sp_reference.c.param == include.param_code)
+        link.append(
+            or_(
+                *(
+                    and_(sp_reference.c.target_type == t, sp_reference.c.target_id.in_(ids))
+                    for t, ids in ids_by_type.items()
+                )
+            )
+        )
+        referencing = select(sp_reference.c.resource_pk).where(*link)
+        return self._fetch(
+            resource.c.res_type == include.source_type, resource.c.pk.in_(referencing)
+        )
+
+
+def execute_search(
+    conn: Connection,
+    request: SearchRequest,
+    *,
+    extra_where: Sequence[ColumnElement[bool]] = (),
+) -> SearchPage:
+    """Runs a parsed search and returns one page (search.html §3.1.1).
+
+    ``extra_where`` holds further conditions on the ``resource`` table (access policy); they
+    apply to the matches and to the included resources alike.
+    """
+    return _Search(conn, request, extra_where).page()
+
+
+def find_matches(
+    conn: Connection,
+    resource_type: str,
+    query: Sequence[tuple[str, str]],
+    *,
+    limit: int = 2,
+    extra_where: Sequence[ColumnElement[bool]] = (),
+) -> list[StoredRow]:
+    """Up to ``limit`` current resources matching the criteria of a conditional
+    create/update/delete or conditional reference (http.html §3.1.0.8, search.html).
+
+    The criteria are parsed strictly; a query without any criterion is rejected.
+    """
+    request, _ = parse_search(
+        resource_type, list(query), strict=True, default_count=limit, max_count=limit
+    )
+    if not request.criteria:
+        raise InvalidSearch(f"A conditional {resource_type} query needs at least one criterion")
+    search = _Search(conn, request, extra_where)
+    statement = (
+        select(*_ROW_COLUMNS).where(*search.match_conditions()).order_by(resource.c.pk).limit(limit)
+    )
+    return [_stored_row(r) for r in conn.execute(statement)]
+
+
+__all__ = [
+    "SearchPage",
+    "StoredRow",
+    "execute_search",
+    "find_matches",
+]

@@ -1,0 +1,462 @@
+"""Instance- and type-level interactions: create, read, vread, update, patch, delete.
+
+R4 http.html §3.1.0.2–§3.1.0.7 (read, vread, update, patch, delete, create) and their
+conditional forms (§3.1.0.4.3, §3.1.0.7.1, §3.1.0.8.1). Every write validates the
+resource, asks the access policy, stores a new version and rewrites the search index
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jsonpatch
+import orjson
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from gateway.fhir.resource_types import is_stored_type
+from gateway.fhir.validation import validate_resource
+from gateway.search.extract import extract_index_rows
+from gateway.search.query import find_matches
+from gateway.search.values import format_instant
+from gateway.services.context import RequestContext
+from gateway.store import repository
+from gateway.store.repository import StaleVersion, StoredResource
+
+# Elements the server owns in every stored resource (R4 resource.html §2.36.0.3 Meta).
+SERVER_META = ("versionId", "lastUpdated")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did: the stored version and whether it created the resource."""
+
+    stored: StoredResource
+    resource: dict[str, Any] | None
+    created: bool = False
+    changed: bool = True
+
+    @property
+    def status(self) -> int:
+        return 201 if self.created else 200
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def ensure_type(resource_type: str) -> None:
+    """404 for a type this server does not store (R4 http.html §3.1.0.4)."""
+    if not is_stored_type(resource_type):
+        raise NotFound(f"Resource type '{resource_type}' is not supported by this server")
+
+
+def parse_version_tag(if_match: str) -> int:
+    """The version of an ETag such as ``W/"3"`` (R4 http.html §3.1.0.5.2 managing versions)."""
+    value = if_match.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise BadRequest(f"If-Match header '{if_match}' is not a version ETag such as W/\"1\"")
+    return int(value)
+
+
+def _check_body_type(resource_type: str, resource: dict[str, Any]) -> None:
+    if resource.get("resourceType") != resource_type:
+        raise BadRequest(
+            f"The body is a {resource.get('resourceType')!r} but the URL names {resource_type!r}",
+            expression=("resourceType",),
+        )
+
+
+def _validated(resource_type: str, resource: dict[str, Any]) -> None:
+    issues = validate_resource(resource, expected_type=resource_type)
+    if issues:
+        raise Unprocessable(issues[0].diagnostics, issues=issues)
+
+
+def _stamp(resource: dict[str, Any], resource_id: str, version: int, now: int) -> bytes:
+    """Sets id and server-owned meta (R4 resource.html Meta) and serialises the body."""
+    resource["id"] = resource_id
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_instant(now)
+    resource["meta"] = meta
+    return orjson.dumps(resource)
+
+
+def _content_equal(stored_body: bytes | None, proposed: dict[str, Any]) -> bool:
+    if stored_body is None:
+        return False
+    stored = orjson.loads(stored_body)
+
+    def strip(res: dict[str, Any]) -> dict[str, Any]:
+        copy = dict(res)
+        meta = {k: v for k, v in (copy.get("meta") or {}).items() if k not in SERVER_META}
+        if meta:
+            copy["meta"] = meta
+        else:
+            copy.pop("meta", None)
+        return copy
+
+    return strip(stored) == strip(proposed)
+
+
+def _check_write(
+    ctx: RequestContext,
+    resource_type: str,
+    current: StoredResource | None,
+    proposed: dict[str, Any] | None,
+) -> None:
+    current_body = orjson.loads(current.body) if current and current.body else None
+    decision = ctx.policy.can_write(resource_type, current_body, proposed)
+    if not decision.permitted:
+        raise Forbidden(f"Writing {resource_type} is not permitted: {decision.reason}")
+
+
+def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
+    """Serialises conditional writes with the same criteria (PostgreSQL advisory lock;
+    SQLite write transactions are already serial)."""
+    if ctx.db.is_postgresql:
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
+
+
+def _current_for_write(
+    ctx: RequestContext, conn: Connection, resource_type: str, resource_id: str
+) -> StoredResource | None:
+    return repository.get_current(
+        conn, resource_type, resource_id, for_update=ctx.db.is_postgresql
+    )
+
+
+def _insert(
+    conn: Connection,
+    resource_type: str,
+    resource_id: str,
+    resource: dict[str, Any],
+    method: str = "POST",
+) -> WriteResult:
+    now = now_micros()
+    body = _stamp(resource, resource_id, 1, now)
+    try:
+        with conn.begin_nested():
+            pk = repository.insert_new(
+                conn,
+                res_type=resource_type,
+                res_id=resource_id,
+                body=body,
+                now=now,
+                index_rows=extract_index_rows(resource),
+                method=method,
+            )
+    except IntegrityError as exc:
+        raise Conflict(
+            f"{resource_type}/{resource_id} was created by another request at the same time"
+        ) from exc
+    stored = StoredResource(pk, resource_type, resource_id, 1, now, False, body, method)
+    return WriteResult(stored=stored, resource=resource, created=True)
+
+
+def _new_version(
+    conn: Connection,
+    current: StoredResource,
+    resource: dict[str, Any] | None,
+    method: str,
+) -> WriteResult:
+    now = max(now_micros(), current.last_updated + 1)
+    version = current.version + 1
+    body = None if resource is None else _stamp(resource, current.res_id, version, now)
+    rows = {} if resource is None else extract_index_rows(resource)
+    try:
+        repository.replace_current(
+            conn, current=current, version=version, body=body, now=now, method=method, index_rows=rows
+        )
+    except StaleVersion as exc:
+        raise Conflict(
+            f"{current.res_type}/{current.res_id} was changed by another request; read it again"
+        ) from exc
+    stored = StoredResource(
+        current.pk, current.res_type, current.res_id, version, now, body is None, body, method
+    )
+    return WriteResult(stored=stored, resource=resource, created=current.deleted)
+
+
+def create_resource(
+    ctx: RequestContext,
+    *,
+    resource_type: str,
+    resource: dict[str, Any],
+    if_none_exist: str | None = None,
+    assigned_id: str | None = None,
+) -> WriteResult:
+    """create (R4 http.html §3.1.0.8) and conditional create (§3.1.0.8.1).
+
+    The server assigns the id; ``assigned_id`` is the one a transaction Bundle decided.
+    """
+    ensure_type(resource_type)
+    _check_body_type(resource_type, resource)
+    resource.pop("id", None)
+    _validated(resource_type, resource)
+    with ctx.write() as conn:
+        if if_none_exist:
+            _lock_condition(ctx, conn, f"{resource_type}?{if_none_exist}")
+            matches = find_matches(conn, resource_type, parse_qsl(if_none_exist), limit=2)
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources"
+                )
+            if matches:
+                existing = matches[0]
+                return WriteResult(
+                    stored=StoredResource(
+                        existing.pk,
+                        existing.res_type,
+                        existing.res_id,
+                        existing.version,
+                        existing.last_updated,
+                        False,
+                        existing.body,
+                    ),
+                    resource=None,
+                    created=False,
+                    changed=False,
+                )
+        _check_write(ctx, resource_type, None, resource)
+        return _insert(conn, resource_type, assigned_id or new_id(), resource)
+
+
+def read_resource(ctx: RequestContext, *, resource_type: str, resource_id: str) -> StoredResource:
+    """read (R4 http.html §3.1.0.2): 404 unknown, 410 deleted."""
+    ensure_type(resource_type)
+    with ctx.read() as conn:
+        stored = repository.get_current(conn, resource_type, resource_id)
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if stored.deleted:
+        raise Gone(
+            f"{resource_type}/{resource_id} was deleted",
+            headers={"ETag": f'W/"{stored.version}"'},
+        )
+    return _visible(ctx, stored)
+
+
+def _visible(ctx: RequestContext, stored: StoredResource) -> StoredResource:
+    """Applies the policy's can_see / will_see to one stored resource."""
+    if not ctx.policy.inspects_content or stored.body is None:
+        return stored
+    resource = orjson.loads(stored.body)
+    if not ctx.policy.can_see(stored.res_type, resource).permitted:
+        raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
+    shown = ctx.policy.will_see(stored.res_type, resource)
+    if shown is resource:
+        return stored
+    return StoredResource(
+        stored.pk,
+        stored.res_type,
+        stored.res_id,
+        stored.version,
+        stored.last_updated,
+        stored.deleted,
+        orjson.dumps(shown),
+        stored.method,
+    )
+
+
+def vread_resource(
+    ctx: RequestContext, *, resource_type: str, resource_id: str, version: str
+) -> StoredResource:
+    """vread (R4 http.html §3.1.0.3)."""
+    ensure_type(resource_type)
+    if not version.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version '{version}'")
+    with ctx.read() as conn:
+        stored = repository.get_version(conn, resource_type, resource_id, int(version))
+    if stored is None:
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version}")
+    if stored.deleted:
+        raise Gone(f"Version {version} of {resource_type}/{resource_id} is a deletion")
+    return _visible(ctx, stored)
+
+
+def update_resource(
+    ctx: RequestContext,
+    *,
+    resource_type: str,
+    resource_id: str,
+    resource: dict[str, Any],
+    if_match: str | None = None,
+) -> WriteResult:
+    """update (R4 http.html §3.1.0.4), update-as-create with a client id, and If-Match
+    version checks (§3.1.0.5.2, 412 on a stale version)."""
+    ensure_type(resource_type)
+    _check_body_type(resource_type, resource)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise BadRequest("The resource in an update must have an id", expression=("id",))
+    if body_id != resource_id:
+        raise BadRequest(
+            f"The resource id '{body_id}' does not match the URL id '{resource_id}'",
+            expression=(f"{resource_type}.id",),
+        )
+    _validated(resource_type, resource)
+    expected = parse_version_tag(if_match) if if_match else None
+    with ctx.write() as conn:
+        current = _current_for_write(ctx, conn, resource_type, resource_id)
+        return _write_over(ctx, conn, resource_type, resource_id, current, resource, expected, "PUT")
+
+
+def _write_over(
+    ctx: RequestContext,
+    conn: Connection,
+    resource_type: str,
+    resource_id: str,
+    current: StoredResource | None,
+    resource: dict[str, Any],
+    expected_version: int | None,
+    method: str,
+) -> WriteResult:
+    if expected_version is not None and (current is None or current.version != expected_version):
+        have = "does not exist" if current is None else f"is at version {current.version}"
+        raise PreconditionFailed(
+            f"{resource_type}/{resource_id} {have}, not version {expected_version} (If-Match)"
+        )
+    _check_write(ctx, resource_type, current, resource)
+    if current is None:
+        return _insert(conn, resource_type, resource_id, resource, method)
+    if not current.deleted and _content_equal(current.body, resource):
+        return WriteResult(stored=current, resource=None, changed=False)
+    return _new_version(conn, current, resource, method)
+
+
+def conditional_update(
+    ctx: RequestContext,
+    *,
+    resource_type: str,
+    criteria: str,
+    resource: dict[str, Any],
+    if_match: str | None = None,
+) -> WriteResult:
+    """Conditional update (R4 http.html §3.1.0.4.3): none → create, one → update, many → 412."""
+    ensure_type(resource_type)
+    _check_body_type(resource_type, resource)
+    _validated(resource_type, resource)
+    expected = parse_version_tag(if_match) if if_match else None
+    with ctx.write() as conn:
+        _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
+        matches = find_matches(conn, resource_type, parse_qsl(criteria), limit=2)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"Conditional update criteria '{criteria}' match {len(matches)} resources"
+            )
+        body_id = resource.get("id")
+        if matches:
+            target_id = matches[0].res_id
+            if body_id is not None and body_id != target_id:
+                raise BadRequest(
+                    f"The resource id '{body_id}' does not match the resource found ({target_id})",
+                    expression=(f"{resource_type}.id",),
+                )
+        else:
+            target_id = body_id if isinstance(body_id, str) else new_id()
+        current = _current_for_write(ctx, conn, resource_type, target_id)
+        return _write_over(ctx, conn, resource_type, target_id, current, resource, expected, "PUT")
+
+
+def patch_resource(
+    ctx: RequestContext,
+    *,
+    resource_type: str,
+    resource_id: str,
+    patch: Any,
+    if_match: str | None = None,
+) -> WriteResult:
+    """patch with JSON Patch (R4 http.html §3.1.0.6, RFC 6902)."""
+    ensure_type(resource_type)
+    if not isinstance(patch, list):
+        raise BadRequest("A JSON Patch document must be a JSON array of operations")
+    expected = parse_version_tag(if_match) if if_match else None
+    with ctx.write() as conn:
+        current = _current_for_write(ctx, conn, resource_type, resource_id)
+        if current is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if current.deleted or current.body is None:
+            raise Gone(f"{resource_type}/{resource_id} was deleted")
+        original = orjson.loads(current.body)
+        try:
+            patched = jsonpatch.apply_patch(original, patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise Unprocessable(f"The JSON Patch cannot be applied: {exc}") from exc
+        except (TypeError, KeyError, ValueError) as exc:
+            raise BadRequest(f"The JSON Patch document is malformed: {exc}") from exc
+        if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
+            raise Unprocessable("A patch may not change the resource type", expression=("resourceType",))
+        if patched.get("id") != resource_id:
+            raise Unprocessable("A patch may not change the resource id", expression=("id",))
+        _validated(resource_type, patched)
+        return _write_over(ctx, conn, resource_type, resource_id, current, patched, expected, "PATCH")
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    deleted: int
+
+
+def delete_resource(
+    ctx: RequestContext, *, resource_type: str, resource_id: str, if_match: str | None = None
+) -> DeleteResult:
+    """delete (R4 http.html §3.1.0.7): a deletion version is recorded; reads then answer 410.
+
+    Deleting an unknown or already deleted resource succeeds and changes nothing.
+    """
+    ensure_type(resource_type)
+    expected = parse_version_tag(if_match) if if_match else None
+    with ctx.write() as conn:
+        current = _current_for_write(ctx, conn, resource_type, resource_id)
+        if expected is not None and (current is None or current.version != expected):
+            raise PreconditionFailed(
+                f"{resource_type}/{resource_id} is not at version {expected} (If-Match)"
+            )
+        if current is None or current.deleted:
+            return DeleteResult(deleted=0)
+        _check_write(ctx, resource_type, current, None)
+        _new_version(conn, current, None, "DELETE")
+        return DeleteResult(deleted=1)
+
+
+def conditional_delete(ctx: RequestContext, *, resource_type: str, criteria: str) -> DeleteResult:
+    """Conditional delete (R4 http.html §3.1.0.7.1): one match deleted; several → 412."""
+    ensure_type(resource_type)
+    if not criteria:
+        raise MethodNotAllowed("A delete on the type needs search criteria (conditional delete)")
+    with ctx.write() as conn:
+        _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
+        matches = find_matches(conn, resource_type, parse_qsl(criteria), limit=2)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"Conditional delete criteria '{criteria}' match {len(matches)} resources"
+            )
+        if not matches:
+            return DeleteResult(deleted=0)
+        return delete_resource(ctx, resource_type=resource_type, resource_id=matches[0].res_id)
