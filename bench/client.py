@@ -114,6 +114,9 @@ class Stats:
     statuses: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     first_error: str = ""
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+    load_average: float | None = None
 
     @property
     def ok(self) -> int:
@@ -123,6 +126,13 @@ class Stats:
     def rate(self) -> float:
         """Successful requests per second."""
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    def cpu_ms_per_request(self, seconds: float | None) -> float | None:
+        """``seconds`` of CPU divided over the completed requests, in milliseconds."""
+        done = self.ok + self.errors
+        if seconds is None or done == 0:
+            return None
+        return seconds * 1000 / done
 
     def percentile_ms(self, q: float) -> float | None:
         """Nearest-rank percentile of successful requests, in milliseconds."""
@@ -176,17 +186,35 @@ async def measure(
     concurrency: int,
     duration: float,
     warmup: float = 0.0,
+    server_cpu: Callable[[], float] | None = None,
 ) -> Stats:
-    """Runs ``concurrency`` connections issuing requests from ``make`` for ``duration`` s."""
+    """Runs ``concurrency`` connections issuing requests from ``make`` for ``duration`` s.
+
+    ``server_cpu`` reads the server's CPU seconds; it is sampled around the measurement.
+    """
     if warmup > 0:
         until = time.perf_counter() + warmup
         await asyncio.gather(*(_worker(host, port, make, until, None) for _ in range(concurrency)))
     stats = Stats()
+    cpu_before = server_cpu() if server_cpu is not None else 0.0
+    client_before = time.process_time()
     started = time.perf_counter()
     deadline = started + duration
     await asyncio.gather(*(_worker(host, port, make, deadline, stats) for _ in range(concurrency)))
     stats.elapsed = time.perf_counter() - started
+    stats.client_cpu = time.process_time() - client_before
+    if server_cpu is not None:
+        stats.server_cpu = server_cpu() - cpu_before
+    stats.load_average = _load_average()
     return stats
+
+
+def _load_average() -> float | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -64,6 +64,7 @@ class Row:
     operation: str
     concurrency: int
     stats: Stats
+    memory: Memory | None = None
 
     def cells(self) -> list[str]:
         p50 = self.stats.percentile_ms(50)
@@ -72,34 +73,63 @@ class Row:
         if self.stats.errors:
             kinds = ", ".join(f"{k}: {n}" for k, n in self.stats.statuses.most_common())
             errors += f" ({kinds})"
+        server_cpu = self.stats.cpu_ms_per_request(self.stats.server_cpu)
+        client_cpu = self.stats.cpu_ms_per_request(self.stats.client_cpu)
+        load = self.stats.load_average
         return [
             self.backend,
             self.size,
             self.operation,
             str(self.concurrency),
             f"{self.stats.rate:.1f}",
-            "-" if p50 is None else f"{p50:.2f}",
-            "-" if p95 is None else f"{p95:.2f}",
+            _ms(p50),
+            _ms(p95),
+            _ms(server_cpu),
+            _ms(client_cpu),
+            "-" if load is None else f"{load:.1f}",
             errors,
         ]
 
 
-HEADERS = ["backend", "stored", "operation", "conc", "req/s", "p50 ms", "p95 ms", "errors"]
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+HEADERS = [
+    "backend",
+    "stored",
+    "operation",
+    "conc",
+    "req/s",
+    "p50 ms",
+    "p95 ms",
+    "srv cpu ms/req",
+    "cli cpu ms/req",
+    "load1",
+    "errors",
+]
 
 
 @dataclass
 class Memory:
-    """Resident memory of the server process tree, in KiB."""
+    """Resident memory of the server process tree, in KiB (VmRSS = RssAnon + RssFile + ...)."""
 
     rss_kb: int
     hwm_kb: int
+    anon_kb: int
+    file_kb: int
     processes: int
 
     def __str__(self) -> str:
+        plural = "es" if self.processes != 1 else ""
         return (
-            f"VmRSS {self.rss_kb / 1024:.1f} MiB, VmHWM {self.hwm_kb / 1024:.1f} MiB"
-            f" ({self.processes} process{'es' if self.processes != 1 else ''})"
+            f"VmRSS {_mib(self.rss_kb)} (anon {_mib(self.anon_kb)}, file {_mib(self.file_kb)}),"
+            f" VmHWM {_mib(self.hwm_kb)} ({self.processes} process{plural})"
         )
+
+
+def _mib(kb: int) -> str:
+    return f"{kb / 1024:.1f} MiB"
 
 
 @dataclass
@@ -148,8 +178,9 @@ def _children(pid: int) -> Iterator[int]:
 
 
 def process_memory(pid: int) -> Memory:
-    """VmRSS and VmHWM summed over ``pid`` and its descendants (from /proc)."""
-    rss = hwm = count = 0
+    """VmRSS, VmHWM, RssAnon and RssFile summed over ``pid`` and its descendants."""
+    fields = {"VmRSS:": 0, "VmHWM:": 0, "RssAnon:": 0, "RssFile:": 0}
+    count = 0
     for each in (pid, *_children(pid)):
         try:
             status = Path(f"/proc/{each}/status").read_text()
@@ -157,11 +188,29 @@ def process_memory(pid: int) -> Memory:
             continue
         count += 1
         for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss += int(line.split()[1])
-            elif line.startswith("VmHWM:"):
-                hwm += int(line.split()[1])
-    return Memory(rss, hwm, count)
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in fields:
+                fields[parts[0]] += int(parts[1])
+    return Memory(
+        rss_kb=fields["VmRSS:"],
+        hwm_kb=fields["VmHWM:"],
+        anon_kb=fields["RssAnon:"],
+        file_kb=fields["RssFile:"],
+        processes=count,
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (from /proc)."""
+    ticks = 0
+    for each in (pid, *_children(pid)):
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -200,6 +249,9 @@ class Server:
 
     def memory(self) -> Memory:
         return process_memory(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         """SIGTERM to the server's own process group, SIGKILL after 15 s."""
@@ -244,6 +296,24 @@ def _fresh_database(backend: str, workdir: Path, args: argparse.Namespace) -> st
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{args.pg_url.rstrip('/')}/{name}"
+
+
+def _analyze_postgresql(args: argparse.Namespace) -> list[str]:
+    """ANALYZE the benchmark database unless told not to; notes on the planner statistics."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(make_conninfo(args.pg_admin_url, dbname=args.pg_database)) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+        autovacuum = row[0] if row else "?"
+        notes = [f"PostgreSQL autovacuum is {autovacuum}"]
+        if args.no_analyze:
+            notes.append("no ANALYZE after the load (--no-analyze)")
+        else:
+            conn.execute("ANALYZE")
+            conn.commit()
+            notes.append("ANALYZE run after the load")
+    return notes
 
 
 async def _post_json(conn: Connection, path: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +476,8 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
         took = f"{report.load_seconds:.1f} s ({rate:.0f}/s)"
         _say(f"[{backend} {size}] loaded {report.loaded} resources in {took}")
         report.memory_after_load = server.memory()
+        if backend == "postgresql":
+            report.notes.extend(_analyze_postgresql(args))
         await sanity_checks(port, dataset, report)
         makers = _makers(dataset, gen, random.Random(args.seed))
         for op in args.ops:
@@ -417,8 +489,9 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
                     concurrency=concurrency,
                     duration=args.duration,
                     warmup=args.warmup,
+                    server_cpu=server.cpu_seconds,
                 )
-                row = Row(backend, _size_label(size), op, concurrency, stats)
+                row = Row(backend, _size_label(size), op, concurrency, stats, server.memory())
                 report.rows.append(row)
                 _say("  " + " | ".join(row.cells()))
                 if stats.first_error:
@@ -454,6 +527,7 @@ async def client_ceiling(args: argparse.Namespace) -> list[Row]:
                 concurrency=concurrency,
                 duration=min(args.duration, 5.0),
                 warmup=min(args.warmup, 1.0),
+                server_cpu=server.cpu_seconds,
             )
             row = Row("trivial", "-", "client ceiling (GET)", concurrency, stats)
             rows.append(row)
@@ -482,7 +556,7 @@ def format_table(rows: list[Row], markdown: bool) -> str:
         lines.insert(1, "|" + "|".join("---" for _ in HEADERS) + "|")
         return "\n".join(lines)
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
-    numeric = {3, 4, 5, 6}
+    numeric = set(range(3, len(HEADERS) - 1))
     out = []
     for n, c in enumerate(cells):
         parts = [
@@ -539,6 +613,8 @@ def summary(reports: list[RunReport], ceiling: list[Row], args: argparse.Namespa
         )
         lines.append(f"- server memory after load: {rep.memory_after_load}")
         lines.append(f"- server memory after run: {rep.memory_after_run}")
+        lines.append("- server memory after each measurement:")
+        lines.extend(f"  - {r.operation} c={r.concurrency}: {r.memory}" for r in rep.rows)
         lines.append(f"- server log error lines: {len(rep.server_error_lines)}")
         lines.extend(f"  - `{line.strip()[:200]}`" for line in rep.server_error_lines[:10])
         lines.extend(f"- note: {note}" for note in rep.notes)
@@ -570,6 +646,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SQLAlchemy URL of the server, without the database name",
     )
     parser.add_argument("--pg-database", default="silta_bench")
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="skip ANALYZE of the PostgreSQL database after the load",
+    )
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]

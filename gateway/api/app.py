@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from gateway import __version__
@@ -27,7 +30,14 @@ def create_app(
     database = database or Database(settings.database_url)
     if migrate:
         upgrade(database.engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Silta gateway",
         version=__version__,
         description="FHIR R4 interoperability gateway for Kela, social services and healthcare",
@@ -37,10 +47,6 @@ def create_app(
     app.state.policy = policy or PermitAll()
     app.include_router(fhir_router, prefix=FHIR_BASE_PATH, tags=["FHIR R4"])
     errors.install(app)
-
-    @app.on_event("shutdown")
-    def _dispose() -> None:
-        database.dispose()
 
     return app
 

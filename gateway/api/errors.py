@@ -22,7 +22,9 @@ log = logging.getLogger("silta.api")
 HTTP_ISSUE_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly"}
 
 
-def _render(request: Request, status: int, outcome: dict[str, object], headers: dict[str, str] | None = None) -> Response:
+def _render(
+    request: Request, status: int, outcome: dict[str, object], headers: dict[str, str] | None = None
+) -> Response:
     try:
         return fhir_response(request, outcome, status=status, headers=headers)
     except NotAcceptable:
@@ -57,7 +59,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def request_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     issues = [
-        Issue("error", "invalid", str(e.get("msg", "invalid")), (".".join(map(str, e.get("loc", ()))),))
+        Issue(
+            "error",
+            "invalid",
+            str(e.get("msg", "invalid")),
+            (".".join(map(str, e.get("loc", ()))),),
+        )
         for e in exc.errors()
     ]
     return _render(request, 400, operation_outcome(issues))

@@ -74,14 +74,20 @@ def _write_response(
     if prefer.return_ == "OperationOutcome":
         verb = "created" if result.created else ("updated" if result.changed else "unchanged")
         outcome = operation_outcome(
-            [OutcomeIssue("information", "informational", f"{stored.res_type}/{stored.res_id} {verb}")]
+            [
+                OutcomeIssue(
+                    "information", "informational", f"{stored.res_type}/{stored.res_id} {verb}"
+                )
+            ]
         )
         return fhir_response(request, outcome, status=result.status, headers=headers)
     return fhir_response(request, stored.body, status=result.status, headers=headers)
 
 
 def _query(request: Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+    return [
+        (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+    ]
 
 
 @router.get("/metadata")
@@ -97,8 +103,12 @@ async def transaction_or_batch(request: Request) -> Response:
     ctx = context(request)
     body = await read_resource_body(request, ctx.settings.max_body_bytes)
     if body.get("resourceType") != "Bundle":
-        raise BadRequest("Only a Bundle may be posted to the base URL", expression=("resourceType",))
-    return fhir_response(request, await call(transaction_service.process_bundle, ctx=ctx, body=body))
+        raise BadRequest(
+            "Only a Bundle may be posted to the base URL", expression=("resourceType",)
+        )
+    return fhir_response(
+        request, await call(transaction_service.process_bundle, ctx=ctx, body=body)
+    )
 
 
 @router.get("/_history")
@@ -125,7 +135,9 @@ async def search_post(request: Request, resource_type: str) -> Response:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
     body = await read_body(request, ctx.settings.max_body_bytes)
     if body and content_type != "application/x-www-form-urlencoded":
-        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters")
+        raise UnsupportedMediaType(
+            "POST _search takes application/x-www-form-urlencoded parameters"
+        )
     params = _query(request) + parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     result = await call(
         search_service.search_type, ctx=ctx, resource_type=resource_type, params=params
@@ -230,7 +242,10 @@ async def read(request: Request, resource_type: str, resource_id: str) -> Respon
     """read (R4 http.html §3.1.0.2); honours _summary and _elements."""
     ctx = context(request)
     stored = await call(
-        resource_service.read_resource, ctx=ctx, resource_type=resource_type, resource_id=resource_id
+        resource_service.read_resource,
+        ctx=ctx,
+        resource_type=resource_type,
+        resource_id=resource_id,
     )
     return fhir_response(request, _subset(request, stored.body), headers=version_headers(stored))
 

@@ -1,4 +1,4 @@
-"""Subsetting of resources: ``_summary`` and ``_elements`` (R4 search.html §3.1.1.5.8–9).
+"""Subsetting of resources: ``_summary`` and ``_elements`` (R4 search.html §3.1.1.5.8-9).
 
 Summary elements are data (schemas/fhir/summary-elements.json, the isSummary flags of
 the R4 StructureDefinitions). A subsetted resource carries the SUBSETTED tag
@@ -23,8 +23,10 @@ def _element_names(resource: dict[str, Any], wanted: set[str]) -> dict[str, Any]
     kept: dict[str, Any] = {}
     for key, value in resource.items():
         name = key[1:] if key.startswith("_") else key
-        if key in _ALWAYS or name in wanted or any(
-            w.endswith("[x]") and name.startswith(w[:-3]) for w in wanted
+        if (
+            key in _ALWAYS
+            or name in wanted
+            or any(w.endswith("[x]") and name.startswith(w[:-3]) for w in wanted)
         ):
             kept[key] = value
     return kept
@@ -60,6 +62,8 @@ def apply_summary(resource: dict[str, Any], mode: str) -> dict[str, Any]:
     return _mark_subsetted(subset)
 
 
-def apply_elements(resource: dict[str, Any], elements: tuple[str, ...] | list[str]) -> dict[str, Any]:
+def apply_elements(
+    resource: dict[str, Any], elements: tuple[str, ...] | list[str]
+) -> dict[str, Any]:
     """``_elements``: only the named top-level elements plus mandatory ones."""
     return _mark_subsetted(_element_names(resource, set(elements)))

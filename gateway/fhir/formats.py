@@ -387,7 +387,7 @@ def _json_kind(value: object) -> str:
 _parsers = threading.local()
 
 
-def _parser(recover: bool = False) -> Any:
+def hardened_parser(recover: bool = False) -> Any:
     """The hardened lxml parser of this thread: no DTD, no entity expansion, no network,
     no huge trees (lxml parsers must not be shared between threads)."""
     key = "recovering" if recover else "strict"
@@ -427,7 +427,7 @@ def parse_xml(body: bytes) -> dict[str, Any]:
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise BadRequest(_DTD_MESSAGE)
     try:
-        root = etree.fromstring(body, _parser())
+        root = etree.fromstring(body, hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise BadRequest(f"The body is not well-formed XML: {exc.msg}") from None
     docinfo = root.getroottree().docinfo
@@ -652,6 +652,7 @@ def render_xml(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
     return "".join(writer.out).encode("utf-8", "replace")
 
 
+_ILLEGAL_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ESCAPE_RE: Final = re.compile('[&<>"\n\r\t\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]')
 _ESCAPES: Final[Mapping[str, str]] = {
     "&": "&amp;",
@@ -860,7 +861,7 @@ def _xhtml(value: Any) -> str:
     if b"<!DOCTYPE" not in source and b"<!ENTITY" not in source:
         for recover in (False, True):
             try:
-                root = etree.fromstring(source, _parser(recover))
+                root = etree.fromstring(source, hardened_parser(recover))
             except etree.XMLSyntaxError:
                 continue
             if root is not None:
@@ -868,9 +869,7 @@ def _xhtml(value: Any) -> str:
     if root is None or root.tag != _XHTML_DIV:
         div = etree.Element(_XHTML_DIV, nsmap={None: XHTML_NS})
         if root is None:
-            div.text = _ESCAPE_RE.sub(
-                lambda m: m.group() if m.group() in '&<>"\n\r\t' else "\ufffd", text
-            )
+            div.text = _ILLEGAL_RE.sub("\ufffd", text)
         elif root.tag == "div":
             _qualify(root, div)
         else:

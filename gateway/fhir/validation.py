@@ -16,6 +16,7 @@ Two passes, each once over the resource:
   that R4B changed (``Extension.valueMeta``).
 
 Issues of the walk come first; a model issue at the same location is dropped.
+Codes of required bindings are checked by :mod:`gateway.fhir.bindings`, not here.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.errors import Issue
+from gateway.fhir.bindings import check_required_bindings
 from gateway.fhir.formats import (
     XHTML_NS,
     ElementInfo,
     ElementKind,
     JsonType,
     TypeInfo,
+    hardened_parser,
     resource_type_info,
     type_info,
 )
@@ -63,214 +66,19 @@ _XHTML: Final = ElementKind.XHTML
 # Elements that R4 has and the R4B models lack (see gateway.fhir.formats).
 _R4_ONLY_META: Final = frozenset({"valueMeta", "defaultValueMeta", "fixedMeta", "patternMeta"})
 
+
+def _words(codes: str) -> frozenset[str]:
+    return frozenset(codes.split())
+
+
 # txt-1: basic HTML formatting only (R4 narrative.html §2.4.0.1).
-_XHTML_ELEMENTS: Final = frozenset(
-    {
-        "a", "abbr", "acronym", "address", "area", "b", "bdo", "big", "blockquote", "br",
-        "caption", "cite", "code", "col", "colgroup", "dd", "dfn", "div", "dl", "dt", "em",
-        "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "map", "ol", "p",
-        "pre", "q", "samp", "small", "span", "strong", "sub", "sup", "table", "tbody", "td",
-        "tfoot", "th", "thead", "tr", "tt", "ul", "var",
-    }
-)  # fmt: skip
+_XHTML_ELEMENTS: Final = _words(
+    "a abbr acronym address area b bdo big blockquote br caption cite code col colgroup dd "
+    "dfn div dl dt em h1 h2 h3 h4 h5 h6 hr i img kbd li map ol p pre q samp small span strong "
+    "sub sup table tbody td tfoot th thead tr tt ul var"
+)
 _XHTML_PREFIX: Final = "{" + XHTML_NS + "}"
 _XHTML_DIV: Final = _XHTML_PREFIX + "div"
-
-# Codes of the required bindings (R4 terminologies.html §4.1.0.1, "required") on code
-# elements of the stored types and the data types they use. The R4B models list codes
-# only as parsed from each element's short description, which is cut off for many.
-_ADMINISTRATIVE_GENDER: Final = frozenset({"male", "female", "other", "unknown"})
-_REQUEST_STATUS: Final = frozenset(
-    {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
-)
-_REQUEST_PRIORITY: Final = frozenset({"routine", "urgent", "asap", "stat"})
-_REQUEST_INTENT: Final = frozenset(
-    {
-        "proposal", "plan", "directive", "order", "original-order", "reflex-order",
-        "filler-order", "instance-order", "option",
-    }
-)  # fmt: skip
-_DAYS_OF_WEEK: Final = frozenset({"mon", "tue", "wed", "thu", "fri", "sat", "sun"})
-_UNITS_OF_TIME: Final = frozenset({"s", "min", "h", "d", "wk", "mo", "a"})
-REQUIRED_CODES: Final[Mapping[str, Mapping[str, frozenset[str]]]] = {
-    "Address": {
-        "use": frozenset({"home", "work", "temp", "old", "billing"}),
-        "type": frozenset({"postal", "physical", "both"}),
-    },
-    "ContactPoint": {
-        "system": frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"}),
-        "use": frozenset({"home", "work", "temp", "old", "mobile"}),
-    },
-    "HumanName": {
-        "use": frozenset({"usual", "official", "temp", "nickname", "anonymous", "old", "maiden"}),
-    },
-    "Identifier": {"use": frozenset({"usual", "official", "temp", "secondary", "old"})},
-    "Quantity": {"comparator": frozenset({"<", "<=", ">=", ">"})},
-    "Narrative": {"status": frozenset({"generated", "extensions", "additional", "empty"})},
-    "TimingRepeat": {
-        "durationUnit": _UNITS_OF_TIME,
-        "periodUnit": _UNITS_OF_TIME,
-        "dayOfWeek": _DAYS_OF_WEEK,
-    },
-    "Patient": {"gender": _ADMINISTRATIVE_GENDER},
-    "PatientContact": {"gender": _ADMINISTRATIVE_GENDER},
-    "PatientLink": {"type": frozenset({"replaced-by", "replaces", "refer", "seealso"})},
-    "Practitioner": {"gender": _ADMINISTRATIVE_GENDER},
-    "PractitionerRoleAvailableTime": {"daysOfWeek": _DAYS_OF_WEEK},
-    "Endpoint": {
-        "status": frozenset({"active", "suspended", "error", "off", "entered-in-error", "test"}),
-    },
-    "CareTeam": {
-        "status": frozenset({"proposed", "active", "suspended", "inactive", "entered-in-error"}),
-    },
-    "ServiceRequest": {
-        "status": _REQUEST_STATUS,
-        "intent": _REQUEST_INTENT,
-        "priority": _REQUEST_PRIORITY,
-    },
-    "Consent": {
-        "status": frozenset(
-            {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
-        ),
-    },
-    "ConsentProvision": {"type": frozenset({"deny", "permit"})},
-    "ConsentProvisionData": {
-        "meaning": frozenset({"instance", "related", "dependents", "authoredby"}),
-    },
-    "CarePlan": {
-        "status": _REQUEST_STATUS,
-        "intent": frozenset({"proposal", "plan", "order", "option"}),
-    },
-    "CarePlanActivityDetail": {
-        "kind": frozenset(
-            {
-                "Appointment",
-                "CommunicationRequest",
-                "DeviceRequest",
-                "MedicationRequest",
-                "NutritionOrder",
-                "Task",
-                "ServiceRequest",
-                "VisionPrescription",
-            }
-        ),
-        "status": frozenset(
-            {
-                "not-started",
-                "scheduled",
-                "in-progress",
-                "on-hold",
-                "completed",
-                "cancelled",
-                "stopped",
-                "unknown",
-                "entered-in-error",
-            }
-        ),
-    },
-    "Goal": {
-        "lifecycleStatus": frozenset(
-            {
-                "proposed",
-                "planned",
-                "accepted",
-                "active",
-                "on-hold",
-                "completed",
-                "cancelled",
-                "entered-in-error",
-                "rejected",
-            }
-        ),
-    },
-    "Task": {
-        "status": frozenset(
-            {
-                "draft",
-                "requested",
-                "received",
-                "accepted",
-                "rejected",
-                "ready",
-                "cancelled",
-                "in-progress",
-                "on-hold",
-                "failed",
-                "completed",
-                "entered-in-error",
-            }
-        ),
-        "intent": (_REQUEST_INTENT - {"directive"}) | {"unknown"},
-        "priority": _REQUEST_PRIORITY,
-    },
-    "Communication": {
-        "status": frozenset(
-            {
-                "preparation",
-                "in-progress",
-                "not-done",
-                "on-hold",
-                "stopped",
-                "completed",
-                "entered-in-error",
-                "unknown",
-            }
-        ),
-        "priority": _REQUEST_PRIORITY,
-    },
-    "DocumentReference": {
-        "status": frozenset({"current", "superseded", "entered-in-error"}),
-        "docStatus": frozenset({"preliminary", "final", "amended", "entered-in-error"}),
-    },
-    "DocumentReferenceRelatesTo": {
-        "code": frozenset({"replaces", "transforms", "signs", "appends"}),
-    },
-    "ProvenanceEntity": {
-        "role": frozenset({"derivation", "revision", "quotation", "source", "removal"}),
-    },
-    "AuditEvent": {
-        "action": frozenset({"C", "R", "U", "D", "E"}),
-        "outcome": frozenset({"0", "4", "8", "12"}),
-    },
-    "AuditEventAgentNetwork": {"type": frozenset({"1", "2", "3", "4", "5"})},
-    "Subscription": {"status": frozenset({"requested", "active", "error", "off"})},
-    "SubscriptionChannel": {
-        "type": frozenset({"rest-hook", "websocket", "email", "sms", "message"}),
-    },
-    "MeasureReport": {
-        "status": frozenset({"complete", "pending", "error"}),
-        "type": frozenset({"individual", "subject-list", "summary", "data-collection"}),
-    },
-    "Bundle": {
-        "type": frozenset(
-            {
-                "document",
-                "message",
-                "transaction",
-                "transaction-response",
-                "batch",
-                "batch-response",
-                "history",
-                "searchset",
-                "collection",
-            }
-        ),
-    },
-    "BundleEntrySearch": {"mode": frozenset({"match", "include", "outcome"})},
-    "BundleEntryRequest": {
-        "method": frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}),
-    },
-}
-
-_xhtml_parser = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
 
 
 def validate_resource(
@@ -320,6 +128,7 @@ def validate_resource(
         if not issues:
             message = f"The resource could not be validated: {type(exc).__name__}: {exc}"
             issues.append(Issue("error", "invalid", message))
+    issues += [i for i in check_required_bindings(data) if i.expression not in seen]
     if len(issues) > MAX_ISSUES:
         dropped = len(issues) - MAX_ISSUES
         del issues[MAX_ISSUES:]
@@ -427,7 +236,6 @@ class _Walker:
 
     def object(self, data: Mapping[str, Any], info: TypeInfo, path: str, scope: _Scope) -> None:
         elements = info.elements
-        bindings = REQUIRED_CODES.get(info.name)
         for key, value in data.items():
             if key[:1] == "_":
                 self.primitive_extension(data, info, key, value, path, scope)
@@ -440,10 +248,6 @@ class _Walker:
                 continue
             primitive = spec.kind is _PRIMITIVE
             if primitive:
-                if bindings is not None:
-                    codes = bindings.get(key)
-                    if codes is not None:
-                        self.codes(codes, value, f"{path}.{key}")
                 allowed = _PYTHON_TYPES[spec.json_type]
                 if not spec.repeats:
                     if type(value) in allowed:
@@ -486,19 +290,6 @@ class _Walker:
                 self.add("value", f"{here} must not be null.", here)
             else:
                 self.item(spec, value, here, scope)
-
-    def codes(self, codes: frozenset[str], value: Any, path: str) -> None:
-        """A code of a required binding must come from its value set."""
-        items = value if isinstance(value, list) else (value,)
-        for index, code in enumerate(items):
-            if isinstance(code, str) and code not in codes:
-                here = f"{path}[{index}]" if isinstance(value, list) else path
-                expected = ", ".join(sorted(codes))
-                self.add(
-                    "code-invalid",
-                    f"Invalid code '{code}' at {here}: the required value set has {expected}.",
-                    here,
-                )
 
     def item(self, spec: ElementInfo, value: Any, path: str, scope: _Scope) -> None:
         kind = spec.kind
@@ -649,7 +440,7 @@ class _Walker:
             self.add("value", f"{path} must not contain a DOCTYPE or entity declarations.", path)
             return
         try:
-            root = etree.fromstring(value.encode("utf-8", "replace"), _xhtml_parser)
+            root = etree.fromstring(value.encode("utf-8", "replace"), hardened_parser())
         except etree.XMLSyntaxError as exc:
             self.add("value", f"{path} is not well-formed XHTML: {exc.msg}.", path)
             return

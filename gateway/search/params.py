@@ -453,7 +453,7 @@ class _Parser:
                 raise _Unsupported(name, f"no target of '{param.code}' has a parameter '{rest}'")
         chained: list[Criterion] = []
         for target in stored:
-            inner = self.criterion(target, rest, raw_value, depth + 1)
+            inner = self._inner(name, target, rest, raw_value, depth)
             if inner is None:
                 return None
             chained.append(inner)
@@ -485,10 +485,21 @@ class _Parser:
                 f"'{name}': {source_type}.{reference_code} does not refer to {resource_type}",
                 (name,),
             )
-        inner = self.criterion(source_type, rest, raw_value, depth + 1)
+        inner = self._inner(name, source_type, rest, raw_value, depth)
         if inner is None:
             return None
         return Criterion(resource_type, name, raw_value, param, None, (), (inner,), source_type)
+
+    def _inner(
+        self, name: str, resource_type: str, rest: str, raw_value: str, depth: int
+    ) -> Criterion | None:
+        """The criterion at the end of a chain, with errors naming the whole parameter."""
+        try:
+            return self.criterion(resource_type, rest, raw_value, depth + 1)
+        except _Unsupported as unsupported:
+            raise _Unsupported(name, unsupported.reason) from unsupported
+        except InvalidSearch as invalid:
+            raise InvalidSearch(f"{invalid.diagnostics} (in '{name}')", (name,)) from invalid
 
 
 def _parse_count(value: str, max_count: int) -> int:

@@ -52,6 +52,8 @@ from gateway.search.values import normalize_string, to_micros
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
 
 _DAY_MICROS = 86_400 * 1_000_000
+# Up to this many index rows, a criterion's ``pk IN (…)`` list drives a SQLite query.
+_DRIVER_LIMIT = 1000
 _ROW_COLUMNS = (
     resource.c.pk,
     resource.c.res_type,
@@ -133,11 +135,32 @@ def _uri_prefixes(uri: str) -> list[str]:
 
 
 class _ConditionBuilder:
-    """Turns criteria into conditions on a ``resource`` table or alias (search.html §3.1.1.4)."""
+    """Turns criteria into conditions on a ``resource`` table or alias (search.html §3.1.1.4).
+
+    On SQLite the plans are shaped by the query text, because its planner has no value
+    statistics unless ANALYZE has run: a ``res_type`` comparison that must not become the
+    access path is written so that no index can serve it (``res_type || '' = :t``), which
+    leaves the ``pk IN (…)`` lookups, or the ``resource_pk`` index of a correlated
+    subquery, as the only indexed way in.
+    """
 
     def __init__(self, dialect_name: str, now: int) -> None:
         self.sqlite = dialect_name == "sqlite"
         self.now = now
+
+    def type_filter(
+        self, res: FromClause, resource_type: str, *, indexable: bool
+    ) -> ColumnElement[bool]:
+        """``res.res_type = :t``; on SQLite unusable as an index key unless ``indexable``."""
+        if res is resource:
+            return _resource_type_is(resource_type, self.sqlite and not indexable)
+        return self.key_filter(res.c.res_type, resource_type, indexable=indexable)
+
+    def key_filter(self, column: Any, value: str, *, indexable: bool) -> ColumnElement[bool]:
+        """``column = :value``; on SQLite unusable as an index key unless ``indexable``."""
+        if self.sqlite and not indexable:
+            return column.concat("") == value  # type: ignore[no-any-return]
+        return column == value  # type: ignore[no-any-return]
 
     # -- entry points
 
@@ -155,16 +178,20 @@ class _ConditionBuilder:
             return self._last_updated(criterion, res)
         kind = _table_kind(param.type)
         table = INDEX_TABLES[kind]
-        rows = _param_rows(kind, criterion.resource_type, param.code)
         if any(isinstance(v, MissingValue) for v in criterion.values):
-            return self._missing(criterion, rows, table, res)
+            return self._missing(criterion, kind, res)
         assert criterion.modifier == "not"
-        match = _any(self._value_conditions(criterion, table))
-        return ~exists(rows.where(table.c.resource_pk == res.c.pk, match))
+        rows = self._rows(kind, criterion.resource_type, param.code, correlated_to=res)
+        return ~exists(rows.where(_any(self._value_conditions(criterion, table))))
 
-    def matching_pks(self, criterion: Criterion) -> Select[Any] | None:
+    def matching_pks(
+        self, criterion: Criterion, *, correlated_to: FromClause | None = None
+    ) -> Select[Any] | None:
         """``SELECT resource_pk`` of the index rows that match, for criteria that only need
-        rows to exist; None for the others (``:not``, ``:missing``, ``_id``, ``_has``…)."""
+        rows to exist; None for the others (``:not``, ``:missing``, ``_id``, ``_has``…).
+
+        With ``correlated_to`` the rows are those of that resource row (for ``EXISTS``).
+        """
         param = criterion.param
         if (
             criterion.has_source is not None
@@ -174,10 +201,21 @@ class _ConditionBuilder:
         ):
             return None
         if not criterion.values:
-            return self._chain(criterion)
+            return self._chain(criterion, correlated_to)
         kind = _table_kind(param.type)
-        rows = _param_rows(kind, criterion.resource_type, param.code)
+        rows = self._rows(kind, criterion.resource_type, param.code, correlated_to=correlated_to)
         return rows.where(_any(self._value_conditions(criterion, INDEX_TABLES[kind])))
+
+    def _rows(
+        self, kind: str, resource_type: str, code: str, *, correlated_to: FromClause | None
+    ) -> Select[Any]:
+        """The index rows of one parameter, or those of one resource row for a correlated
+        subquery (answered from the ``resource_pk`` index)."""
+        if correlated_to is None:
+            return _param_rows(kind, resource_type, code)
+        table = INDEX_TABLES[kind]
+        rows = _param_rows_of_resource(kind, resource_type, code, self.sqlite)
+        return rows.where(table.c.resource_pk == correlated_to.c.pk)
 
     # -- special parameters
 
@@ -197,52 +235,52 @@ class _ConditionBuilder:
             *(self._instant(v, column) for v in criterion.values if isinstance(v, DateValue))
         )
 
-    def _missing(
-        self, criterion: Criterion, rows: Select[Any], table: Any, res: FromClause
-    ) -> ColumnElement[bool]:
+    def _missing(self, criterion: Criterion, kind: str, res: FromClause) -> ColumnElement[bool]:
         wanted = {v.missing for v in criterion.values if isinstance(v, MissingValue)}
         if wanted == {True, False}:
             return true()
+        code = criterion.param.code
         if True in wanted:
-            return ~exists(rows.where(table.c.resource_pk == res.c.pk))
-        return res.c.pk.in_(rows)
+            return ~exists(self._rows(kind, criterion.resource_type, code, correlated_to=res))
+        return res.c.pk.in_(self._rows(kind, criterion.resource_type, code, correlated_to=None))
 
     # -- chains (§3.1.1.4.13, §3.1.1.4.14)
 
-    def _chain(self, criterion: Criterion) -> Select[Any]:
+    def _subject_rows(self, target: FromClause, criterion: Criterion) -> list[ColumnElement[bool]]:
+        """Current rows of ``target`` (an alias of ``resource``) that match ``criterion``."""
+        positive = self.matching_pks(criterion) is not None
+        return [
+            self.type_filter(target, criterion.resource_type, indexable=not positive),
+            target.c.deleted.is_(False),
+            self.condition(criterion, target),
+        ]
+
+    def _chain(self, criterion: Criterion, correlated_to: FromClause | None) -> Select[Any]:
         per_target: list[ColumnElement[bool]] = []
         for inner in criterion.chained:
             target = resource.alias()
-            target_ids = select(target.c.res_id).where(
-                target.c.res_type == inner.resource_type,
-                target.c.deleted.is_(False),
-                self.condition(inner, target),
-            )
+            target_ids = select(target.c.res_id).where(*self._subject_rows(target, inner))
             per_target.append(
                 and_(
                     sp_reference.c.target_type == inner.resource_type,
                     sp_reference.c.target_id.in_(target_ids),
                 )
             )
-        return select(sp_reference.c.resource_pk).where(
-            sp_reference.c.res_type == criterion.resource_type,
-            sp_reference.c.param == criterion.param.code,
-            or_(false(), *per_target),
+        rows = self._rows(
+            "reference", criterion.resource_type, criterion.param.code, correlated_to=correlated_to
         )
+        return rows.where(or_(false(), *per_target))
 
     def _reverse_chain(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
         assert criterion.has_source is not None
         source = resource.alias()
         (inner,) = criterion.chained
-        sources = select(source.c.pk).where(
-            source.c.res_type == criterion.has_source,
-            source.c.deleted.is_(False),
-            self.condition(inner, source),
-        )
+        sources = select(source.c.pk).where(*self._subject_rows(source, inner))
+        # The references are reached through the ``resource_pk`` index of the sources.
         referenced_ids = select(sp_reference.c.target_id).where(
-            sp_reference.c.res_type == criterion.has_source,
+            self.key_filter(sp_reference.c.res_type, criterion.has_source, indexable=False),
             sp_reference.c.param == criterion.param.code,
-            sp_reference.c.target_type == criterion.resource_type,
+            self.key_filter(sp_reference.c.target_type, criterion.resource_type, indexable=False),
             sp_reference.c.resource_pk.in_(sources),
         )
         return res.c.res_id.in_(referenced_ids)
@@ -276,17 +314,22 @@ class _ConditionBuilder:
         return [self._uri(v, modifier, table) for v in values if isinstance(v, UriValue)]
 
     def _starts_with(self, column: Any, prefix: str) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix``, as a range of code points that an index answers.
+
+        SQLite's BINARY collation compares code points. PostgreSQL compares in the "C"
+        collation (UTF-8 bytes, so code points too) whatever the database collation is; an
+        index on ``value COLLATE "C"`` serves it.
+        """
         if not prefix:
             return column.is_not(None)  # type: ignore[no-any-return]
         upper = _prefix_upper_bound(prefix)
-        if self.sqlite and upper is not None:
-            # BINARY collation compares code points, so the range is exactly the prefix set
-            # and, unlike LIKE, it is answered from the index.
-            return and_(column >= prefix, column < upper)
-        return self._like(column, _escape_like(prefix) + "%")
+        if upper is None:
+            return self._like(column, _escape_like(prefix) + "%")
+        compared = column if self.sqlite else column.collate("C")
+        return and_(compared >= prefix, compared < upper)
 
     def _like(self, column: Any, pattern: str) -> ColumnElement[bool]:
-        # PostgreSQL's LIKE escapes with a backslash by default; naming it keeps SQLite alike.
+        # A backslash escapes LIKE wildcards by default on PostgreSQL; SQLite needs ESCAPE.
         return column.like(pattern, escape="\\" if self.sqlite else None)  # type: ignore[no-any-return]
 
     def _string(self, value: StringValue, modifier: str | None, table: Any) -> ColumnElement[bool]:
@@ -390,22 +433,31 @@ class _ConditionBuilder:
 
 _NOT_DELETED: ColumnElement[bool] = resource.c.deleted.is_(False)
 
+# Expressions are immutable, so the parts shared by many queries are built only once.
+
 
 @lru_cache(maxsize=256)
-def _type_is(resource_type: str) -> ColumnElement[bool]:
-    return resource.c.res_type == resource_type
+def _resource_type_is(resource_type: str, unindexed: bool) -> ColumnElement[bool]:
+    column = resource.c.res_type.concat("") if unindexed else resource.c.res_type
+    return column == resource_type
 
 
 @lru_cache(maxsize=4096)
 def _param_rows(kind: str, resource_type: str, code: str) -> Select[Any]:
-    """``SELECT resource_pk FROM sp_<kind> WHERE res_type = :t AND param = :p``.
-
-    Expressions are immutable, so these shared parts of every query are built only once.
-    """
+    """``SELECT resource_pk FROM sp_<kind> WHERE res_type = :t AND param = :p``."""
     table = INDEX_TABLES[kind]
     return select(table.c.resource_pk).where(
         table.c.res_type == resource_type, table.c.param == code
     )
+
+
+@lru_cache(maxsize=4096)
+def _param_rows_of_resource(kind: str, resource_type: str, code: str, sqlite: bool) -> Select[Any]:
+    """Like ``_param_rows``, for subqueries correlated on ``resource_pk``: on SQLite the type
+    is compared so that only the ``resource_pk`` index can serve the lookup."""
+    table = INDEX_TABLES[kind]
+    type_column = table.c.res_type.concat("") if sqlite else table.c.res_type
+    return select(table.c.resource_pk).where(type_column == resource_type, table.c.param == code)
 
 
 def _any(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -478,10 +530,11 @@ _SORT_VALUE_KIND: dict[str, tuple[ColumnKind, CursorValue]] = {
 }
 
 
-def _sort_value(resource_type: str, key: SortKey) -> ColumnElement[Any]:
+def _sort_value(resource_type: str, key: SortKey, sqlite: bool) -> ColumnElement[Any]:
     """The lowest (ascending) or highest (descending) indexed value of a parameter
-    (search.html §3.1.1.5.1), as a correlated scalar subquery."""
-    table = INDEX_TABLES[_table_kind(key.param_type)]
+    (search.html §3.1.1.5.1), as a subquery correlated on ``resource_pk``."""
+    kind = _table_kind(key.param_type)
+    table = INDEX_TABLES[kind]
     column: ColumnElement[Any]
     if key.param_type == "string":
         column = table.c.value_norm
@@ -496,13 +549,10 @@ def _sort_value(resource_type: str, key: SortKey) -> ColumnElement[Any]:
     else:
         column = table.c.value
     aggregate = func.max(column) if key.descending else func.min(column)
+    rows = _param_rows_of_resource(kind, resource_type, key.code, sqlite)
     return (
-        select(aggregate)
-        .where(
-            table.c.resource_pk == resource.c.pk,
-            table.c.res_type == resource_type,
-            table.c.param == key.code,
-        )
+        rows.with_only_columns(aggregate)
+        .where(table.c.resource_pk == resource.c.pk)
         .scalar_subquery()
     )
 
@@ -598,14 +648,73 @@ class _Search:
         self.request = request
         self.extra_where = tuple(extra_where)
         self.builder = _ConditionBuilder(conn.dialect.name, _now_micros())
+        self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
+        self._positive_sizes: list[int] | None = None
 
-    def match_conditions(self) -> list[ColumnElement[bool]]:
-        return [
-            _type_is(self.request.resource_type),
-            _NOT_DELETED,
-            *(self.builder.condition(c, resource) for c in self.request.criteria),
-            *self.extra_where,
-        ]
+    def match_conditions(self, *, counting: bool = False) -> list[ColumnElement[bool]]:
+        """The conditions of the matches (without paging), built once per search and use."""
+        if counting not in self._match_conditions:
+            criteria, driven = self._criteria_conditions(counting=counting)
+            request = self.request
+            # The type index is the way in only for queries that it orders or narrows.
+            wants_type_index = not driven and (
+                any(
+                    c.param.code in ("_id", "_lastUpdated") or c.has_source
+                    for c in request.criteria
+                )
+                or bool(request.sort and request.sort[0].code in ("_id", "_lastUpdated"))
+            )
+            self._match_conditions[counting] = [
+                self.builder.type_filter(
+                    resource, request.resource_type, indexable=wants_type_index
+                ),
+                _NOT_DELETED,
+                *criteria,
+                *self.extra_where,
+            ]
+        return list(self._match_conditions[counting])
+
+    def _criteria_conditions(self, *, counting: bool) -> tuple[list[ColumnElement[bool]], bool]:
+        """The conditions of the criteria, and whether one of them drives the query as
+        ``pk IN (…)``.
+
+        Each criterion that only needs index rows to exist becomes ``pk IN (…)``. SQLite
+        materializes every such list, so with several of them the smallest (counted up to
+        ``_DRIVER_LIMIT``) drives the query and the others become ``EXISTS`` checks of each
+        candidate. When every list is long, a page is found sooner by walking ``resource``
+        in order with ``EXISTS`` checks only, while a count still does best driven by one
+        list. PostgreSQL's planner makes these choices itself from its statistics.
+        """
+        builder = self.builder
+        conditions: list[ColumnElement[bool]] = []
+        positives: list[tuple[Criterion, Select[Any]]] = []
+        for criterion in self.request.criteria:
+            pks = builder.matching_pks(criterion)
+            if pks is None:
+                conditions.append(builder.condition(criterion, resource))
+            else:
+                positives.append((criterion, pks))
+        if not builder.sqlite or len(positives) <= 1:
+            conditions.extend(resource.c.pk.in_(pks) for _, pks in positives)
+            return conditions, bool(positives)
+        if self._positive_sizes is None:
+            self._positive_sizes = [self._capped_size(pks) for _, pks in positives]
+        sizes = self._positive_sizes
+        driver = min(range(len(positives)), key=sizes.__getitem__)
+        driven = counting or sizes[driver] <= _DRIVER_LIMIT
+        for index, (criterion, pks) in enumerate(positives):
+            if index == driver and driven:
+                conditions.append(resource.c.pk.in_(pks))
+            else:
+                correlated = builder.matching_pks(criterion, correlated_to=resource)
+                assert correlated is not None
+                conditions.append(exists(correlated))
+        return conditions, driven
+
+    def _capped_size(self, pks: Select[Any]) -> int:
+        """The number of index rows of a criterion, counted up to ``_DRIVER_LIMIT + 1``."""
+        capped = pks.limit(_DRIVER_LIMIT + 1).subquery()
+        return int(self.conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
     def count(self) -> int:
         """The number of matches; from the index alone when one criterion decides them."""
@@ -616,7 +725,8 @@ class _Search:
                 matched = pks.subquery()
                 column = next(iter(matched.c))
                 return int(self.conn.execute(select(func.count(column.distinct()))).scalar_one())
-        statement = select(func.count()).select_from(resource).where(*self.match_conditions())
+        conditions = self.match_conditions(counting=True)
+        statement = select(func.count()).select_from(resource).where(*conditions)
         return int(self.conn.execute(statement).scalar_one())
 
     def page_statement(self, cursor: Cursor | None) -> tuple[Select[Any], list[str]]:
@@ -626,7 +736,7 @@ class _Search:
         backward = cursor is not None and cursor.backward
         limit = request.count + 1
         key_values = {
-            index: _sort_value(request.resource_type, key)
+            index: _sort_value(request.resource_type, key, self.builder.sqlite)
             for index, key in enumerate(request.sort)
             if key.code not in ("_id", "_lastUpdated")
         }
@@ -778,7 +888,7 @@ class _Search:
         target = resource.alias()
         link = [
             sp_reference.c.resource_pk.in_(source_pks),
-            sp_reference.c.res_type == include.source_type,
+            self.builder.key_filter(sp_reference.c.res_type, include.source_type, indexable=False),
         ]
         if include.param_code != "*":
             link.append(sp_reference.c.param == include.param_code)
@@ -818,7 +928,8 @@ class _Search:
         )
         referencing = select(sp_reference.c.resource_pk).where(*link)
         return self._fetch(
-            resource.c.res_type == include.source_type, resource.c.pk.in_(referencing)
+            self.builder.type_filter(resource, include.source_type, indexable=False),
+            resource.c.pk.in_(referencing),
         )
 
 

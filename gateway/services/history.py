@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest, NotFound
-from gateway.search.values import date_range, format_instant, from_micros
+from gateway.search.values import date_range, format_instant
 from gateway.services.bundles_out import bundle, embed, link_url
 from gateway.services.context import RequestContext
 from gateway.services.resources import ensure_type, now_micros
@@ -29,8 +29,9 @@ def _cursor_decode(token: str) -> tuple[int, int, int]:
         updated, pk, version = orjson.loads(raw)
         return int(updated), int(pk), int(version)
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise BadRequest(f"The paging cursor '{token}' is not valid", expression=("_cursor",)) from exc
-
+        raise BadRequest(
+            f"The paging cursor '{token}' is not valid", expression=("_cursor",)
+        ) from exc
 
 
 def history(
@@ -58,12 +59,17 @@ def history(
             elif name == "_cursor":
                 cursor = _cursor_decode(value)
         except ValueError as exc:
-            raise BadRequest(f"Invalid value '{value}' for {name}: {exc}", expression=(name,)) from exc
+            raise BadRequest(
+                f"Invalid value '{value}' for {name}: {exc}", expression=(name,)
+            ) from exc
 
     with ctx.read() as conn:
-        if resource_id is not None and resource_type is not None:
-            if repository.get_current(conn, resource_type, resource_id) is None:
-                raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if (
+            resource_id is not None
+            and resource_type is not None
+            and repository.get_current(conn, resource_type, resource_id) is None
+        ):
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
         rows = repository.history(
             conn,
             res_type=resource_type,

@@ -1,6 +1,6 @@
 """Instance- and type-level interactions: create, read, vread, update, patch, delete.
 
-R4 http.html §3.1.0.2–§3.1.0.7 (read, vread, update, patch, delete, create) and their
+R4 http.html §3.1.0.2 to §3.1.0.7 (read, vread, update, patch, delete, create) and their
 conditional forms (§3.1.0.4.3, §3.1.0.7.1, §3.1.0.8.1). Every write validates the
 resource, asks the access policy, stores a new version and rewrites the search index
 in one transaction.
@@ -146,9 +146,7 @@ def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
 def _current_for_write(
     ctx: RequestContext, conn: Connection, resource_type: str, resource_id: str
 ) -> StoredResource | None:
-    return repository.get_current(
-        conn, resource_type, resource_id, for_update=ctx.db.is_postgresql
-    )
+    return repository.get_current(conn, resource_type, resource_id, for_update=ctx.db.is_postgresql)
 
 
 def _insert(
@@ -191,7 +189,13 @@ def _new_version(
     rows = {} if resource is None else extract_index_rows(resource)
     try:
         repository.replace_current(
-            conn, current=current, version=version, body=body, now=now, method=method, index_rows=rows
+            conn,
+            current=current,
+            version=version,
+            body=body,
+            now=now,
+            method=method,
+            index_rows=rows,
         )
     except StaleVersion as exc:
         raise Conflict(
@@ -324,7 +328,9 @@ def update_resource(
     expected = parse_version_tag(if_match) if if_match else None
     with ctx.write() as conn:
         current = _current_for_write(ctx, conn, resource_type, resource_id)
-        return _write_over(ctx, conn, resource_type, resource_id, current, resource, expected, "PUT")
+        return _write_over(
+            ctx, conn, resource_type, resource_id, current, resource, expected, "PUT"
+        )
 
 
 def _write_over(
@@ -411,11 +417,15 @@ def patch_resource(
         except (TypeError, KeyError, ValueError) as exc:
             raise BadRequest(f"The JSON Patch document is malformed: {exc}") from exc
         if not isinstance(patched, dict) or patched.get("resourceType") != resource_type:
-            raise Unprocessable("A patch may not change the resource type", expression=("resourceType",))
+            raise Unprocessable(
+                "A patch may not change the resource type", expression=("resourceType",)
+            )
         if patched.get("id") != resource_id:
             raise Unprocessable("A patch may not change the resource id", expression=("id",))
         _validated(resource_type, patched)
-        return _write_over(ctx, conn, resource_type, resource_id, current, patched, expected, "PATCH")
+        return _write_over(
+            ctx, conn, resource_type, resource_id, current, patched, expected, "PATCH"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,15 @@ def search_type(
     query = request.canonical_query()
     links = [{"relation": "self", "url": link_url(base, _with_cursor(query, request.cursor))}]
     if page.next_cursor:
-        links.append({"relation": "next", "url": link_url(base, _with_cursor(query, page.next_cursor))})
+        links.append(
+            {"relation": "next", "url": link_url(base, _with_cursor(query, page.next_cursor))}
+        )
     if page.previous_cursor:
         links.append(
-            {"relation": "previous", "url": link_url(base, _with_cursor(query, page.previous_cursor))}
+            {
+                "relation": "previous",
+                "url": link_url(base, _with_cursor(query, page.previous_cursor)),
+            }
         )
 
     entries: list[dict[str, Any]] = []
@@ -52,9 +57,7 @@ def search_type(
                 }
             )
     if warnings:
-        entries.append(
-            {"resource": operation_outcome(warnings), "search": {"mode": "outcome"}}
-        )
+        entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
     return bundle(
         "searchset",
         now_micros=now_micros(),
@@ -66,4 +69,3 @@ def search_type(
 
 def _with_cursor(query: list[tuple[str, str]], cursor: str | None) -> list[tuple[str, str]]:
     return [*query, ("_cursor", cursor)] if cursor else query
-

@@ -29,13 +29,13 @@ from gateway.errors import (
     PreconditionFailed,
 )
 from gateway.search.query import find_matches
+from gateway.search.values import format_instant
 from gateway.services import history as history_service
 from gateway.services import resources as resource_service
 from gateway.services import search as search_service
 from gateway.services.bundles_out import bundle
 from gateway.services.context import RequestContext
 from gateway.services.resources import WriteResult, ensure_type, new_id, now_micros
-from gateway.search.values import format_instant
 
 STATUS_TEXT = {
     200: "200 OK",
@@ -97,7 +97,8 @@ def _parse_entry(ctx: RequestContext, index: int, raw: Any) -> Entry:
     split = urlsplit(url)
     if split.scheme:
         raise BadRequest(
-            f"{where}.request.url '{url}' is not on this server", expression=(f"{where}.request.url",)
+            f"{where}.request.url '{url}' is not on this server",
+            expression=(f"{where}.request.url",),
         )
     parts = [p for p in split.path.split("/") if p]
     resource = raw.get("resource")
@@ -355,10 +356,15 @@ def _run(ctx: RequestContext, entry: Entry, *, in_transaction: bool) -> dict[str
     if entry.method == "DELETE":
         if entry.resource_id is not None:
             resource_service.delete_resource(
-                ctx, resource_type=resource_type, resource_id=entry.resource_id, if_match=entry.if_match
+                ctx,
+                resource_type=resource_type,
+                resource_id=entry.resource_id,
+                if_match=entry.if_match,
             )
         else:
-            resource_service.conditional_delete(ctx, resource_type=resource_type, criteria=entry.query)
+            resource_service.conditional_delete(
+                ctx, resource_type=resource_type, criteria=entry.query
+            )
         return {"response": {"status": STATUS_TEXT[204]}}
     # GET / HEAD
     if entry.resource_id is None:
@@ -406,7 +412,9 @@ def _ok(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ok_existing(ctx: RequestContext, resource_type: str, resource_id: str) -> dict[str, Any]:
-    stored = resource_service.read_resource(ctx, resource_type=resource_type, resource_id=resource_id)
+    stored = resource_service.read_resource(
+        ctx, resource_type=resource_type, resource_id=resource_id
+    )
     return {
         "response": {
             "status": STATUS_TEXT[200],

@@ -69,5 +69,7 @@ def validate(
             )
         )
     if mode == "update" and not resource.get("id"):
-        issues.append(Issue("error", "required", "An update needs the resource id", (f"{resource_type}.id",)))
+        issues.append(
+            Issue("error", "required", "An update needs the resource id", (f"{resource_type}.id",))
+        )
     return operation_outcome(issues or [VALID])

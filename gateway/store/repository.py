@@ -68,7 +68,14 @@ def get_version(
     v = resource_version.c
     row = conn.execute(
         select(
-            v.resource_pk, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.body, v.method
+            v.resource_pk,
+            v.res_type,
+            v.res_id,
+            v.version,
+            v.last_updated,
+            v.deleted,
+            v.body,
+            v.method,
         )
         .join(resource, resource.c.pk == v.resource_pk)
         .where(resource.c.res_type == res_type, resource.c.res_id == res_id, v.version == version)
@@ -118,9 +125,7 @@ def replace_current(
     )
     if result.rowcount != 1:
         raise StaleVersion(f"{current.res_type}/{current.res_id}")
-    _insert_version(
-        conn, current.pk, current.res_type, current.res_id, version, now, method, body
-    )
+    _insert_version(conn, current.pk, current.res_type, current.res_id, version, now, method, body)
     clear_index(conn, current.pk)
     write_index(conn, current.pk, current.res_type, index_rows)
 

@@ -214,6 +214,7 @@ def _kind(structures: Structures, type_name: str) -> str:
 
 
 def generate(source: Path) -> dict[str, Any]:
+    """The content of required-bindings.json, from the definitions in ``source``."""
     terminology = Terminology(source)
     structures = Structures(source)
     read: set[str] = set()
@@ -231,8 +232,7 @@ def generate(source: Path) -> dict[str, Any]:
                 pending.extend(
                     t
                     for t in types
-                    if t not in structures.backbones
-                    and _kind(structures, t) == "complex-type"
+                    if t not in structures.backbones and _kind(structures, t) == "complex-type"
                 )
 
     value_sets: dict[str, list[str]] = {}
@@ -270,15 +270,33 @@ def generate(source: Path) -> dict[str, Any]:
     for element, url in sorted(left_out.items()):
         reason = terminology.unexpandable.get(url, "")
         print(f"left out {element}: {url} ({reason})", file=sys.stderr)
-    return {"fhirVersion": "4.0.1", "valueSets": dict(sorted(value_sets.items())), "types": out_types}
+    return {
+        "fhirVersion": "4.0.1",
+        "valueSets": dict(sorted(value_sets.items())),
+        "types": out_types,
+    }
+
+
+def _dump(data: dict[str, Any]) -> str:
+    """Compact JSON with one ValueSet or type per line (readable diffs)."""
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    lines = ["{", f'"fhirVersion":{compact(data["fhirVersion"])},']
+    for section in ("valueSets", "types"):
+        items = [f"{compact(k)}:{compact(v)}" for k, v in data[section].items()]
+        lines += [f'"{section}":{{', ",\n".join(items), "}" + ("," if section != "types" else "")]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     source = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/medplum/package/dist/fhir/r4")
-    data = generate(source)
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
-    OUTPUT.write_text(text + "\n", encoding="utf-8")
-    print(f"wrote {OUTPUT} ({len(text)} bytes)", file=sys.stderr)
+    text = _dump(generate(source))
+    assert json.loads(text)
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT} ({len(text.encode())} bytes)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,12 @@ def test_transaction_creates_and_links_entries(client: TestClient) -> None:
     assert len(result["entry"]) == len(bundle["entry"])
     locations = [e["response"]["location"] for e in result["entry"]]
     assert all(e["response"]["status"].startswith("201") for e in result["entry"])
-    patient_ref = next(loc for loc in locations if loc.startswith("Patient/")).rsplit("/_history", 1)[0]
-    request_ref = next(loc for loc in locations if loc.startswith("ServiceRequest/")).rsplit("/_history", 1)[0]
+    patient_ref = next(loc for loc in locations if loc.startswith("Patient/")).rsplit(
+        "/_history", 1
+    )[0]
+    request_ref = next(loc for loc in locations if loc.startswith("ServiceRequest/")).rsplit(
+        "/_history", 1
+    )[0]
     service_request = client.get(f"/fhir/{request_ref}").json()
     assert service_request["subject"]["reference"] == patient_ref
     task = client.get("/fhir/Task", params={"focus": request_ref}).json()
@@ -34,7 +38,9 @@ def test_transaction_creates_and_links_entries(client: TestClient) -> None:
     assert task["entry"][0]["resource"]["for"]["reference"] == patient_ref
 
     again = client.post("/fhir", json=load_fixture("transaction-notification")).json()
-    patient_entry = next(e for e in again["entry"] if e["response"]["location"].startswith("Patient/"))
+    patient_entry = next(
+        e for e in again["entry"] if e["response"]["location"].startswith("Patient/")
+    )
     assert patient_entry["response"]["status"] == "200 OK"  # ifNoneExist matched
     assert total(client, "Patient") == 1
 
@@ -74,7 +80,9 @@ def test_transaction_processing_order_and_conditional_reference(client: TestClie
     assert entries[0]["resource"]["total"] == 1
     assert entries[2]["response"]["status"] == "204 No Content"
     assert client.get(f"/fhir/Goal/{goal['id']}").status_code == 410
-    created = client.get(f"/fhir/{entries[1]['response']['location'].rsplit('/_history', 1)[0]}").json()
+    created = client.get(
+        f"/fhir/{entries[1]['response']['location'].rsplit('/_history', 1)[0]}"
+    ).json()
     assert created["subject"]["reference"] == f"Patient/{patient['id']}"
 
 
@@ -108,14 +116,23 @@ def test_unresolvable_conditional_reference_fails(client: TestClient) -> None:
 def test_transaction_put_and_patch(client: TestClient) -> None:
     organization = load_fixture("pirha")
     task = client.post("/fhir/Task", json=load_fixture("task-huoli-aijala")).json()
-    patch = base64.b64encode(orjson.dumps([{"op": "replace", "path": "/status", "value": "accepted"}]))
+    patch = base64.b64encode(
+        orjson.dumps([{"op": "replace", "path": "/status", "value": "accepted"}])
+    )
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"resource": organization, "request": {"method": "PUT", "url": f"Organization/{organization['id']}"}},
             {
-                "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch.decode()},
+                "resource": organization,
+                "request": {"method": "PUT", "url": f"Organization/{organization['id']}"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "application/json-patch+json",
+                    "data": patch.decode(),
+                },
                 "request": {"method": "PATCH", "url": f"Task/{task['id']}"},
             },
         ],
@@ -133,7 +150,10 @@ def test_batch_entries_are_independent(client: TestClient) -> None:
         "resourceType": "Bundle",
         "type": "batch",
         "entry": [
-            {"resource": load_fixture("patient-aijala"), "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": load_fixture("patient-aijala"),
+                "request": {"method": "POST", "url": "Patient"},
+            },
             {"resource": bad, "request": {"method": "POST", "url": "Patient"}},
             {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
             {"request": {"method": "GET", "url": "Patient?gender=female"}},
@@ -151,11 +171,22 @@ def test_batch_entries_are_independent(client: TestClient) -> None:
 
 
 def test_bundle_errors(client: TestClient) -> None:
-    assert client.post("/fhir", json={"resourceType": "Bundle", "type": "collection"}).status_code == 400
+    assert (
+        client.post("/fhir", json={"resourceType": "Bundle", "type": "collection"}).status_code
+        == 400
+    )
     assert client.post("/fhir", json=load_fixture("patient-aijala")).status_code == 400
-    no_request = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": load_fixture("kela")}]}
+    no_request = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": load_fixture("kela")}],
+    }
     assert client.post("/fhir", json=no_request).status_code == 400
     dangling = load_fixture("servicerequest-huoli-aijala")
     dangling["subject"] = {"reference": "urn:uuid:0f0f0f0f-0000-4000-8000-000000000000"}
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": dangling, "request": {"method": "POST", "url": "ServiceRequest"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": dangling, "request": {"method": "POST", "url": "ServiceRequest"}}],
+    }
     assert client.post("/fhir", json=bundle).status_code == 404

@@ -46,4 +46,6 @@ def test_if_match_lets_exactly_one_writer_win_each_version(client: TestClient) -
     assert len(final["note"]) == WRITERS * ROUNDS  # no update was lost
     assert int(final["meta"]["versionId"]) == 1 + WRITERS * ROUNDS
     assert statuses[200] == WRITERS * ROUNDS
-    assert Counter(n["text"] for n in final["note"]) == Counter({f"w{i}": ROUNDS for i in range(WRITERS)})
+    assert Counter(n["text"] for n in final["note"]) == Counter(
+        {f"w{i}": ROUNDS for i in range(WRITERS)}
+    )

@@ -180,7 +180,9 @@ def test_json_patch(client: TestClient) -> None:
     stale = client.patch(url, content=_json(patch), headers={**headers, "If-Match": 'W/"1"'})
     assert stale.status_code == 412
     invalid = client.patch(
-        url, content=_json([{"op": "replace", "path": "/status", "value": "bogus"}]), headers=headers
+        url,
+        content=_json([{"op": "replace", "path": "/status", "value": "bogus"}]),
+        headers=headers,
     )
     assert invalid.status_code == 422
     missing_path = client.patch(
@@ -191,7 +193,9 @@ def test_json_patch(client: TestClient) -> None:
         url, content=_json([{"op": "replace", "path": "/id", "value": "x"}]), headers=headers
     )
     assert id_change.status_code == 422
-    wrong_type = client.patch(url, content=_json(patch), headers={"Content-Type": "application/json"})
+    wrong_type = client.patch(
+        url, content=_json(patch), headers={"Content-Type": "application/json"}
+    )
     assert wrong_type.status_code == 415
     not_a_list = client.patch(url, content=b'{"op": "add"}', headers=headers)
     assert not_a_list.status_code == 400

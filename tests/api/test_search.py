@@ -40,11 +40,15 @@ def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
 def test_search_by_token_reference_date_and_chain(client: TestClient) -> None:
     load_story(client)
     hetu = load_fixture("patient-aijala")["identifier"][0]["value"]
-    by_token = client.get("/fhir/Patient", params={"identifier": f"urn:oid:1.2.246.21|{hetu}"}).json()
+    by_token = client.get(
+        "/fhir/Patient", params={"identifier": f"urn:oid:1.2.246.21|{hetu}"}
+    ).json()
     assert by_token["type"] == "searchset"
     assert by_token["total"] == 1 and ids(by_token) == ["patient-aijala"]
     assert by_token["entry"][0]["fullUrl"] == "http://testserver/fhir/Patient/patient-aijala"
-    by_reference = client.get("/fhir/ServiceRequest", params={"subject": "Patient/patient-aijala"}).json()
+    by_reference = client.get(
+        "/fhir/ServiceRequest", params={"subject": "Patient/patient-aijala"}
+    ).json()
     assert ids(by_reference) == ["servicerequest-huoli-aijala"]
     by_date = client.get("/fhir/ServiceRequest", params={"authored": "2025-01"}).json()
     assert ids(by_date) == ["servicerequest-huoli-aijala"]
@@ -95,13 +99,19 @@ def test_paging_links_and_counts(client: TestClient) -> None:
 
 def test_summary_and_elements(client: TestClient) -> None:
     load_story(client)
-    elements = client.get("/fhir/Patient", params={"_id": "patient-aijala", "_elements": "name"}).json()
+    elements = client.get(
+        "/fhir/Patient", params={"_id": "patient-aijala", "_elements": "name"}
+    ).json()
     resource = elements["entry"][0]["resource"]
     assert set(resource) == {"resourceType", "id", "meta", "name"}
     assert any(tag["code"] == "SUBSETTED" for tag in resource["meta"]["tag"])
-    summary = client.get("/fhir/Patient", params={"_id": "patient-aijala", "_summary": "true"}).json()
+    summary = client.get(
+        "/fhir/Patient", params={"_id": "patient-aijala", "_summary": "true"}
+    ).json()
     assert "name" in summary["entry"][0]["resource"]
-    read_elements = client.get("/fhir/Patient/patient-aijala", params={"_elements": "gender"}).json()
+    read_elements = client.get(
+        "/fhir/Patient/patient-aijala", params={"_elements": "gender"}
+    ).json()
     assert set(read_elements) == {"resourceType", "id", "meta", "gender"}
 
 

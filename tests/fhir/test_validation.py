@@ -92,7 +92,7 @@ def test_resource_type(resource: dict[str, Any], code: str) -> None:
     [
         ({"birthDate": "1979-13-24"}, [("value", "Patient.birthDate")]),
         ({"birthDate": "24.6.1979"}, [("value", "Patient.birthDate")]),
-        ({"gender": "mies "}, [("value", "Patient.gender")]),
+        ({"language": "fi  FI"}, [("value", "Patient.language")]),
         ({"tuntematon": 1}, [("structure", "Patient.tuntematon")]),
         ({"link": [{"type": "seealso"}]}, [("required", "Patient.link[0].other")]),
         (

@@ -84,11 +84,13 @@ class Store:
             ).first()
             values = {"last_updated": stamp, "deleted": False, "body": orjson.dumps(body)}
             if existing is None:
-                pk = conn.execute(
+                inserted = conn.execute(
                     insert(resource).values(
                         res_type=body["resourceType"], res_id=body["id"], version=1, **values
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert inserted is not None
+                pk = inserted[0]
             else:
                 pk = existing.pk
                 conn.execute(

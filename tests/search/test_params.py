@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidSearch
+from gateway.errors import InvalidSearch, Issue
 from gateway.search.params import (
     DateValue,
     Include,
     MissingValue,
     ReferenceValue,
+    SearchRequest,
     SortKey,
     StringValue,
     TokenValue,
@@ -29,7 +30,7 @@ def parse(
     strict: bool = False,
     default_count: int = 20,
     max_count: int = 100,
-):  # type: ignore[no-untyped-def]
+) -> tuple[SearchRequest, list[Issue]]:
     return parse_search(
         resource_type,
         list(pairs),
@@ -39,7 +40,7 @@ def parse(
     )
 
 
-def only(resource_type: str, *pairs: tuple[str, str]):  # type: ignore[no-untyped-def]
+def only(resource_type: str, *pairs: tuple[str, str]) -> SearchRequest:
     request, issues = parse(resource_type, *pairs, strict=True)
     assert issues == []
     return request
@@ -52,8 +53,11 @@ def test_comma_is_or_and_repetition_is_and() -> None:
     request = only("Patient", ("gender", "male,female"), ("gender", "other"))
     assert len(request.criteria) == 2
     first, second = request.criteria
-    assert [v.code for v in first.values] == ["male", "female"]  # type: ignore[union-attr]
-    assert [v.code for v in second.values] == ["other"]  # type: ignore[union-attr]
+    assert first.values == (
+        TokenValue(None, "male", match_system=False),
+        TokenValue(None, "female", match_system=False),
+    )
+    assert second.values == (TokenValue(None, "other", match_system=False),)
 
 
 @pytest.mark.parametrize(
@@ -219,15 +223,24 @@ def test_chain_without_modifier_searches_each_stored_target_with_the_parameter()
 
 
 def test_chain_on_a_non_reference_is_invalid() -> None:
-    with pytest.raises(InvalidSearch, match="status.code"):
+    with pytest.raises(InvalidSearch, match=r"status\.code"):
         parse("ServiceRequest", ("status.code", "x"))
 
 
 def test_chain_to_an_unknown_parameter_is_unsupported() -> None:
-    with pytest.raises(InvalidSearch, match="subject.nonsense"):
+    with pytest.raises(InvalidSearch, match=r"subject\.nonsense"):
         parse("ServiceRequest", ("subject.nonsense", "x"), strict=True)
     request, issues = parse("ServiceRequest", ("subject.nonsense", "x"))
     assert request.criteria == () and len(issues) == 1
+
+
+def test_errors_inside_chains_name_the_whole_parameter() -> None:
+    with pytest.raises(InvalidSearch, match=r"subject:Patient\.birthdate"):
+        parse("ServiceRequest", ("subject:Patient.birthdate", "notadate"))
+    with pytest.raises(InvalidSearch, match=r"subject\.family:nonsense"):
+        parse("ServiceRequest", ("subject.family:nonsense", "x"), strict=True)
+    with pytest.raises(InvalidSearch, match="_has:ServiceRequest:subject:authored"):
+        parse("Patient", ("_has:ServiceRequest:subject:authored", "xx2020"))
 
 
 def test_reverse_chain() -> None:

@@ -11,7 +11,8 @@ from sqlalchemy import insert
 
 from gateway.errors import InvalidSearch
 from gateway.search import params as params_module
-from gateway.search.query import SearchPage, execute_search, find_matches
+from gateway.search import query as query_module
+from gateway.search.query import execute_search, find_matches
 from gateway.search.registry import SearchParam, params_for
 from gateway.store.schema import resource, sp_number
 from tests.search.conftest import Store
@@ -74,7 +75,9 @@ def task(tid: str, focus: str | None = None, **extra: Any) -> dict[str, Any]:
     return body
 
 
-def ids(store: Store, resource_type: str, query: str, **kwargs: Any) -> list[str]:
+def ids(
+    store: Store, resource_type: str, query: str | list[tuple[str, str]], **kwargs: Any
+) -> list[str]:
     return store.ids(resource_type, query, **kwargs)
 
 
@@ -88,21 +91,41 @@ def same(store: Store, resource_type: str, query: str) -> set[str]:
 @pytest.fixture
 def people(store: Store) -> Store:
     store.put_all(
-        patient("virtanen", family="Virtanen", given="Matti", hetu="010190-900P", gender="male",
-                birth="1990-01-01", meta={"tag": [{"system": "http://silta.fi/tag", "code": "kela"}]}),
-        patient("ohman", family="Öhman", given="Äänekoski", hetu="280255-9340", gender="female",
-                birth="1955-02-28"),
+        patient(
+            "virtanen",
+            family="Virtanen",
+            given="Matti",
+            hetu="010190-900P",
+            gender="male",
+            birth="1990-01-01",
+            meta={"tag": [{"system": "http://silta.fi/tag", "code": "kela"}]},
+        ),
+        patient(
+            "ohman",
+            family="Öhman",
+            given="Äänekoski",
+            hetu="280255-9340",
+            gender="female",
+            birth="1955-02-28",
+        ),
         patient("korhonen", family="Korhonen", given="Liisa", gender="female", birth="1990-06"),
         patient("anon"),
-        {"resourceType": "Patient", "id": "other-system",
-         "identifier": [{"system": "urn:other", "value": "010190-900P"}]},
+        {
+            "resourceType": "Patient",
+            "id": "other-system",
+            "identifier": [{"system": "urn:other", "value": "010190-900P"}],
+        },
         {"resourceType": "Patient", "id": "no-system", "identifier": [{"value": "010190-900P"}]},
     )
     return store
 
 
 def test_token_code_forms(people: Store) -> None:
-    assert same(people, "Patient", "identifier=010190-900P") == {"virtanen", "other-system", "no-system"}
+    assert same(people, "Patient", "identifier=010190-900P") == {
+        "virtanen",
+        "other-system",
+        "no-system",
+    }
     assert ids(people, "Patient", f"identifier={HETU}|010190-900P") == ["virtanen"]
     assert ids(people, "Patient", "identifier=|010190-900P") == ["no-system"]
     assert ids(people, "Patient", f"identifier={HETU}|") == ["virtanen", "ohman"]
@@ -112,14 +135,21 @@ def test_token_code_forms(people: Store) -> None:
 
 
 def test_token_not_includes_resources_without_a_value(people: Store) -> None:
-    assert ids(people, "Patient", "gender:not=female") == ["virtanen", "anon", "other-system", "no-system"]
+    assert ids(people, "Patient", "gender:not=female") == [
+        "virtanen",
+        "anon",
+        "other-system",
+        "no-system",
+    ]
     assert ids(people, "Patient", "gender:not=female,male") == ["anon", "other-system", "no-system"]
 
 
 def test_token_text_matches_normalized_text_by_prefix(store: Store) -> None:
     store.put_all(
         service_request("sr1", category=[{"text": "Kotihoito ja Ääniterapia"}]),
-        service_request("sr2", category=[{"coding": [{"system": SCT, "code": "1", "display": "Kuntoutus"}]}]),
+        service_request(
+            "sr2", category=[{"coding": [{"system": SCT, "code": "1", "display": "Kuntoutus"}]}]
+        ),
     )
     assert ids(store, "ServiceRequest", "category:text=kotihoito") == ["sr1"]
     assert ids(store, "ServiceRequest", "category:text=KUNTOU") == ["sr2"]
@@ -128,7 +158,12 @@ def test_token_text_matches_normalized_text_by_prefix(store: Store) -> None:
 
 def test_id_and_id_lists(people: Store) -> None:
     assert ids(people, "Patient", "_id=ohman,anon,missing") == ["ohman", "anon"]
-    assert ids(people, "Patient", "_id:not=ohman,anon") == ["virtanen", "korhonen", "other-system", "no-system"]
+    assert ids(people, "Patient", "_id:not=ohman,anon") == [
+        "virtanen",
+        "korhonen",
+        "other-system",
+        "no-system",
+    ]
 
 
 def test_missing_for_each_type(people: Store) -> None:
@@ -198,15 +233,30 @@ def test_reference_forms(store: Store) -> None:
     assert ids(store, "ServiceRequest", "subject=p1") == ["sr-rel", "sr-abs", "sr-group"]
     assert ids(store, "ServiceRequest", "subject:Patient=p1") == ["sr-rel", "sr-abs"]
     assert ids(store, "ServiceRequest", "patient=p1") == ["sr-rel", "sr-abs"]
-    assert ids(store, "ServiceRequest", "subject=https://other.fi/fhir/Patient/p1") == ["sr-rel", "sr-abs"]
-    assert ids(store, "ServiceRequest", "subject=urn:uuid:8c6b3c7e-5e1f-4c37-9f4f-1d2f5c8b9a10") == ["sr-urn"]
-    assert ids(store, "ServiceRequest", "subject=Patient/p1,Patient/p2") == ["sr-rel", "sr-abs", "sr-p2"]
+    assert ids(store, "ServiceRequest", "subject=https://other.fi/fhir/Patient/p1") == [
+        "sr-rel",
+        "sr-abs",
+    ]
+    assert ids(
+        store, "ServiceRequest", "subject=urn:uuid:8c6b3c7e-5e1f-4c37-9f4f-1d2f5c8b9a10"
+    ) == ["sr-urn"]
+    assert ids(store, "ServiceRequest", "subject=Patient/p1,Patient/p2") == [
+        "sr-rel",
+        "sr-abs",
+        "sr-p2",
+    ]
 
 
 def test_canonical_reference_ignores_version(store: Store) -> None:
-    store.put(service_request("sr1", instantiatesCanonical=["http://pd.fi/PlanDefinition/kotihoito|2.0"]))
-    assert ids(store, "ServiceRequest", "instantiates-canonical=http://pd.fi/PlanDefinition/kotihoito") == ["sr1"]
-    assert ids(store, "ServiceRequest", "instantiates-canonical=http://pd.fi/PlanDefinition/kotihoito|2.0") == ["sr1"]
+    store.put(
+        service_request("sr1", instantiatesCanonical=["http://pd.fi/PlanDefinition/kotihoito|2.0"])
+    )
+    assert ids(
+        store, "ServiceRequest", "instantiates-canonical=http://pd.fi/PlanDefinition/kotihoito"
+    ) == ["sr1"]
+    assert ids(
+        store, "ServiceRequest", "instantiates-canonical=http://pd.fi/PlanDefinition/kotihoito|2.0"
+    ) == ["sr1"]
 
 
 # --------------------------------------------------------------------------- chaining
@@ -234,12 +284,17 @@ def test_chain_by_identifier(referrals: Store) -> None:
 
 
 def test_chain_by_name_without_type_modifier(referrals: Store) -> None:
-    assert ids(referrals, "ServiceRequest", "subject.name=öhman,KORHONEN") == ["sr-ohman", "sr-korhonen"]
+    assert ids(referrals, "ServiceRequest", "subject.name=öhman,KORHONEN") == [
+        "sr-ohman",
+        "sr-korhonen",
+    ]
     assert ids(referrals, "ServiceRequest", "patient.gender=female") == ["sr-ohman", "sr-korhonen"]
 
 
 def test_two_level_chain(referrals: Store) -> None:
-    assert ids(referrals, "Task", "focus:ServiceRequest.subject:Patient.family=virtanen") == ["t-virtanen"]
+    assert ids(referrals, "Task", "focus:ServiceRequest.subject:Patient.family=virtanen") == [
+        "t-virtanen"
+    ]
 
 
 def test_chain_ignores_deleted_targets(referrals: Store) -> None:
@@ -249,8 +304,13 @@ def test_chain_ignores_deleted_targets(referrals: Store) -> None:
 
 def test_reverse_chain(referrals: Store) -> None:
     assert ids(referrals, "Patient", "_has:ServiceRequest:subject:status=completed") == ["ohman"]
-    assert ids(referrals, "ServiceRequest", "_has:Task:focus:status=requested") == ["sr-virtanen", "sr-korhonen"]
-    assert ids(referrals, "Patient", "_has:ServiceRequest:subject:_has:Task:focus:status=completed") == ["ohman"]
+    assert ids(referrals, "ServiceRequest", "_has:Task:focus:status=requested") == [
+        "sr-virtanen",
+        "sr-korhonen",
+    ]
+    assert ids(
+        referrals, "Patient", "_has:ServiceRequest:subject:_has:Task:focus:status=completed"
+    ) == ["ohman"]
 
 
 # --------------------------------------------------------------------------- date
@@ -277,7 +337,10 @@ def births(store: Store) -> Store:
         ("birthdate=eq2013-03", {"d2013-03-13", "d2013-03-14", "d2013-03-15"}),
         ("birthdate=2013-03-14", {"d2013-03-14"}),
         ("birthdate=2013-03-14T10:00:00Z", set()),
-        ("birthdate=ne2013-03-14", {"y2012", "m2013-02", "d2013-03-13", "d2013-03-15", "y2013", "y2014"}),
+        (
+            "birthdate=ne2013-03-14",
+            {"y2012", "m2013-02", "d2013-03-13", "d2013-03-15", "y2013", "y2014"},
+        ),
         ("birthdate=gt2013-03-14", {"d2013-03-15", "y2013", "y2014"}),
         ("birthdate=ge2013-03-14", {"d2013-03-14", "d2013-03-15", "y2013", "y2014"}),
         ("birthdate=lt2013-03-14", {"y2012", "m2013-02", "d2013-03-13", "y2013"}),
@@ -370,8 +433,14 @@ def measured(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
         with store.engine.begin() as conn:
             conn.execute(
                 insert(sp_number).values(
-                    resource_pk=pk, res_type="Goal", param="target-value", value=value,
-                    low=low, high=high, system=system, code=code,
+                    resource_pk=pk,
+                    res_type="Goal",
+                    param="target-value",
+                    value=value,
+                    low=low,
+                    high=high,
+                    system=system,
+                    code=code,
                 )
             )
     return store
@@ -434,15 +503,35 @@ def test_multi_key_sort_with_missing_values_last(store: Store) -> None:
         patient("o-1955", family="Öhman", birth="1955-02-28"),
     )
     assert ids(store, "Patient", "_sort=family,-birthdate") == [
-        "k-2000", "o-1955", "v-1990", "v-1980", "v-none", "none-1970", "none-none",
+        "k-2000",
+        "o-1955",
+        "v-1990",
+        "v-1980",
+        "v-none",
+        "none-1970",
+        "none-none",
     ]
     assert ids(store, "Patient", "_sort=-family,birthdate") == [
-        "v-1980", "v-1990", "v-none", "o-1955", "k-2000", "none-1970", "none-none",
+        "v-1980",
+        "v-1990",
+        "v-none",
+        "o-1955",
+        "k-2000",
+        "none-1970",
+        "none-none",
     ]
     assert ids(store, "Patient", "_sort=birthdate") == [
-        "o-1955", "none-1970", "v-1980", "v-1990", "k-2000", "v-none", "none-none",
+        "o-1955",
+        "none-1970",
+        "v-1980",
+        "v-1990",
+        "k-2000",
+        "v-none",
+        "none-none",
     ]
-    assert ids(store, "Patient", "_sort=-_id") == sorted(ids(store, "Patient", "_sort=_id"), reverse=True)
+    assert ids(store, "Patient", "_sort=-_id") == sorted(
+        ids(store, "Patient", "_sort=_id"), reverse=True
+    )
     assert ids(store, "Patient", "_sort=-_lastUpdated")[0] == "o-1955"
 
 
@@ -460,7 +549,9 @@ def test_sort_on_token_reference_uri(store: Store) -> None:
 # --------------------------------------------------------------------------- paging
 
 
-def walk(store: Store, resource_type: str, query: str, count: int) -> tuple[list[list[str]], list[Any]]:
+def walk(
+    store: Store, resource_type: str, query: str, count: int
+) -> tuple[list[list[str]], list[Any]]:
     """Follows next links to the end; returns the ids per page and the pages."""
     request = store.request(resource_type, query, count=count)
     pages: list[Any] = []
@@ -475,6 +566,10 @@ def walk(store: Store, resource_type: str, query: str, count: int) -> tuple[list
     return [[r.res_id for r in p.matches] for p in pages], pages
 
 
+def flatten(pages: list[list[str]]) -> list[str]:
+    return [rid for page in pages for rid in page]
+
+
 def page_at(store: Store, resource_type: str, query: str, cursor: str | None, count: int) -> Any:
     text = f"{query}&_cursor={cursor}" if cursor else query
     return store.search(resource_type, text, count=count)
@@ -484,7 +579,7 @@ def test_keyset_pages_cover_everything_once(store: Store) -> None:
     store.put_all(*(patient(f"p{i:02d}", gender="female" if i % 2 else "male") for i in range(25)))
     pages, raw = walk(store, "Patient", "gender=female", 5)
     assert [len(p) for p in pages] == [5, 5, 2]
-    assert sum(pages, []) == [f"p{i:02d}" for i in range(1, 25, 2)]
+    assert flatten(pages) == [f"p{i:02d}" for i in range(1, 25, 2)]
     assert raw[0].previous_cursor is None and raw[-1].next_cursor is None
     assert all(p.previous_cursor for p in raw[1:])
     assert all(p.total == 12 for p in raw)
@@ -515,10 +610,10 @@ def test_keyset_breaks_ties_on_equal_sort_values(store: Store) -> None:
         store.put(patient(f"p{i}"), last_updated=f"2024-05-0{1 + i // 4}T10:00:00Z")
     for query in ("_sort=-_lastUpdated", "_sort=_lastUpdated", "_sort=-_lastUpdated,_id"):
         pages, _ = walk(store, "Patient", query, 2)
-        flat = sum(pages, [])
+        flat = flatten(pages)
         assert sorted(flat) == [f"p{i}" for i in range(9)], query
     pages, _ = walk(store, "Patient", "_sort=-_lastUpdated", 2)
-    assert sum(pages, []) == ["p8", "p7", "p6", "p5", "p4", "p3", "p2", "p1", "p0"]
+    assert flatten(pages) == ["p8", "p7", "p6", "p5", "p4", "p3", "p2", "p1", "p0"]
 
 
 def test_previous_cursors_walk_back(store: Store) -> None:
@@ -612,14 +707,40 @@ def test_includes_skip_deleted_and_apply_extra_where(referrals: Store) -> None:
     hidden = resource.c.res_id != "sr-korhonen"
     page = referrals.search("Task", "_include=Task:focus", extra_where=[hidden])
     assert [r.res_id for r in page.included] == ["sr-ohman"]
-    page = referrals.search("ServiceRequest", "_revinclude=Task:focus", extra_where=[
-        resource.c.res_id.not_in(["t-korhonen-2", "sr-ohman"])
-    ])
+    page = referrals.search(
+        "ServiceRequest",
+        "_revinclude=Task:focus",
+        extra_where=[resource.c.res_id.not_in(["t-korhonen-2", "sr-ohman"])],
+    )
     assert [r.res_id for r in page.matches] == ["sr-korhonen", "sr-nobody"]
     assert [r.res_id for r in page.included] == ["t-korhonen-1"]
 
 
-# --------------------------------------------------------------------------- deleted, extra_where, find_matches
+@pytest.mark.parametrize("driver_limit", [0, 1, 1000])
+def test_several_criteria_match_alike_whichever_drives(
+    referrals: Store, monkeypatch: pytest.MonkeyPatch, driver_limit: int
+) -> None:
+    """With several criteria one may drive the query and the others check each candidate
+    (SQLite); the matches and totals must not depend on that choice."""
+    monkeypatch.setattr(query_module, "_DRIVER_LIMIT", driver_limit)
+    cases = {
+        "gender=female&family=o,k": ["ohman", "korhonen"],
+        "gender=female&birthdate=ge1990&name=liisa": ["korhonen"],
+        "gender:not=male&family=korhonen,virtanen&_sort=-family": ["korhonen"],
+        "identifier=010190-900P&_id=virtanen,anon": ["virtanen"],
+    }
+    for query, expected in cases.items():
+        page = referrals.search("Patient", query)
+        assert [r.res_id for r in page.matches] == expected, query
+        assert page.total == len(expected)
+    page = referrals.search("ServiceRequest", "status=active&subject.gender=female&_count=1")
+    assert [r.res_id for r in page.matches] == ["sr-korhonen"] and page.total == 1
+    page = referrals.search("Task", "status=requested&focus.status=active", count=2)
+    assert [r.res_id for r in page.matches] == ["t-virtanen", "t-korhonen-1"]
+    assert page.total == 3 and page.next_cursor
+
+
+# --------------------------------------------------------------------------- deleted, find_matches
 
 
 def test_deleted_resources_never_match(people: Store) -> None:
