@@ -468,6 +468,16 @@ def _table_kind(param_type: str) -> str:
     return "number" if param_type == "quantity" else param_type
 
 
+def _is_lookup(criterion: Criterion) -> bool:
+    """A criterion that names one or a few resources: a business identifier, a reference
+    to a given id, or a chain (which resolves its targets first)."""
+    if not criterion.values:
+        return True
+    if criterion.param.type == "reference":
+        return all(isinstance(v, ReferenceValue) and v.target_id for v in criterion.values)
+    return criterion.param.code == "identifier" and criterion.modifier is None
+
+
 def _missing_never(criterion: Criterion) -> ColumnElement[bool]:
     """``_id`` and ``_lastUpdated`` are never missing."""
     wanted = {v.missing for v in criterion.values if isinstance(v, MissingValue)}
@@ -679,11 +689,12 @@ class _Search:
         ``pk IN (…)``.
 
         Each criterion that only needs index rows to exist becomes ``pk IN (…)``. SQLite
-        materializes every such list, so with several of them the smallest (counted up to
-        ``_DRIVER_LIMIT``) drives the query and the others become ``EXISTS`` checks of each
-        candidate. When every list is long, a page is found sooner by walking ``resource``
-        in order with ``EXISTS`` checks only, while a count still does best driven by one
-        list. PostgreSQL's planner makes these choices itself from its statistics.
+        materializes every such list, so the lists are first counted (up to
+        ``_DRIVER_LIMIT``): the smallest drives the query and the others become ``EXISTS``
+        checks of each candidate. When every list is long, a page is found sooner by walking
+        ``resource`` in order with ``EXISTS`` checks only, while a count still does best
+        driven by one list. A lone lookup by identifier or reference skips the counting.
+        PostgreSQL's planner makes these choices itself from its statistics.
         """
         builder = self.builder
         conditions: list[ColumnElement[bool]] = []
@@ -694,7 +705,11 @@ class _Search:
                 conditions.append(builder.condition(criterion, resource))
             else:
                 positives.append((criterion, pks))
-        if not builder.sqlite or len(positives) <= 1:
+        if (
+            not builder.sqlite
+            or not positives
+            or (len(positives) == 1 and _is_lookup(positives[0][0]))
+        ):
             conditions.extend(resource.c.pk.in_(pks) for _, pks in positives)
             return conditions, bool(positives)
         if self._positive_sizes is None:
