@@ -45,6 +45,8 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 10
             kwargs["pool_pre_ping"] = True
+            # Search values differ wildly in selectivity: plan each statement for its values.
+            kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
