@@ -615,10 +615,27 @@ def is_compiled(expression: str) -> bool:
     return True
 
 
+_EXISTS_AND_NOT_FALSE = re.compile(r"^(?P<path>[A-Za-z][\w.]*)\.exists\(\) and (?P=path) != false$")
+
+
+def _exists_and_not_false(path: Evaluator) -> Evaluator:
+    """``X.exists() and X != false`` (FHIRPath §5.1.2, §6.1.2): true when X has a value
+    other than a single false."""
+
+    def evaluate(resource: dict[str, Any]) -> list[Any]:
+        values = path(resource)
+        return [bool(values) and values != [False]]
+
+    return evaluate
+
+
 @cache
 def compile_path(expression: str) -> Evaluator:
     """A callable evaluating the FHIRPath ``expression`` on a resource's JSON dict."""
     try:
+        exists_form = _EXISTS_AND_NOT_FALSE.match(expression)
+        if exists_form:
+            return _exists_and_not_false(_compiled(exists_form["path"]))
         return _compiled(expression)
     except UnsupportedExpression:
         return fhirpathpy_evaluator(expression)

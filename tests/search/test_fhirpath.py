@@ -1001,3 +1001,17 @@ def test_extra_expressions_are_compiled() -> None:
     for expressions in _EXTRA_EXPRESSIONS.values():
         for expression in expressions:
             assert is_compiled(expression), expression
+
+
+@pytest.mark.parametrize(
+    "patient",
+    [
+        {"resourceType": "Patient"},
+        {"resourceType": "Patient", "deceasedBoolean": False},
+        {"resourceType": "Patient", "deceasedBoolean": True},
+        {"resourceType": "Patient", "deceasedDateTime": "2020-02-03"},
+    ],
+)
+def test_exists_and_not_false_form_matches_fhirpathpy(patient: dict[str, Any]) -> None:
+    expression = "Patient.deceased.exists() and Patient.deceased != false"
+    assert compile_path(expression)(patient) == fhirpathpy_evaluator(expression)(patient)
