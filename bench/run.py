@@ -118,13 +118,15 @@ class Memory:
     hwm_kb: int
     anon_kb: int
     file_kb: int
+    pss_kb: int
     processes: int
 
     def __str__(self) -> str:
         plural = "es" if self.processes != 1 else ""
         return (
             f"VmRSS {_mib(self.rss_kb)} (anon {_mib(self.anon_kb)}, file {_mib(self.file_kb)}),"
-            f" VmHWM {_mib(self.hwm_kb)} ({self.processes} process{plural})"
+            f" VmHWM {_mib(self.hwm_kb)}, Pss {_mib(self.pss_kb)}"
+            f" ({self.processes} process{plural})"
         )
 
 
@@ -178,12 +180,17 @@ def _children(pid: int) -> Iterator[int]:
 
 
 def process_memory(pid: int) -> Memory:
-    """VmRSS, VmHWM, RssAnon and RssFile summed over ``pid`` and its descendants."""
-    fields = {"VmRSS:": 0, "VmHWM:": 0, "RssAnon:": 0, "RssFile:": 0}
+    """VmRSS, VmHWM, RssAnon, RssFile and Pss summed over ``pid`` and its descendants.
+
+    RssFile counts a file page once per mapping of it (SQLite maps the database once per
+    connection); Pss divides each shared page among its mappings.
+    """
+    fields = {"VmRSS:": 0, "VmHWM:": 0, "RssAnon:": 0, "RssFile:": 0, "Pss:": 0}
     count = 0
     for each in (pid, *_children(pid)):
         try:
             status = Path(f"/proc/{each}/status").read_text()
+            status += Path(f"/proc/{each}/smaps_rollup").read_text()
         except OSError:
             continue
         count += 1
@@ -196,6 +203,7 @@ def process_memory(pid: int) -> Memory:
         hwm_kb=fields["VmHWM:"],
         anon_kb=fields["RssAnon:"],
         file_kb=fields["RssFile:"],
+        pss_kb=fields["Pss:"],
         processes=count,
     )
 

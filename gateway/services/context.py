@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from gateway.config import Settings
 from gateway.policy import AccessPolicy, PermitAll
 from gateway.store.database import Database
+from gateway.store.raw import RawExecutor
 
 
 @dataclass
@@ -48,6 +49,15 @@ class RequestContext:
             return
         with self.db.read() as conn:
             yield conn
+
+    @contextmanager
+    def read_raw(self) -> Iterator[RawExecutor]:
+        """A read on the driver connection, for the fixed statements of the store."""
+        if self._conn is not None:
+            yield RawExecutor.of(self._conn)
+            return
+        with self.db.read_raw() as executor:
+            yield executor
 
     def url_for(self, resource_type: str, resource_id: str, version: int | None = None) -> str:
         url = f"{self.base_url}/{resource_type}/{resource_id}"

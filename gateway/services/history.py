@@ -17,6 +17,7 @@ from gateway.services.bundles_out import bundle, embed, link_url
 from gateway.services.context import RequestContext
 from gateway.services.resources import ensure_type, now_micros
 from gateway.store import repository
+from gateway.store.raw import RawExecutor
 
 
 def _cursor_encode(position: tuple[int, int, int]) -> str:
@@ -67,7 +68,7 @@ def history(
         if (
             resource_id is not None
             and resource_type is not None
-            and repository.get_current(conn, resource_type, resource_id) is None
+            and repository.get_current(RawExecutor.of(conn), resource_type, resource_id) is None
         ):
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         rows = repository.history(

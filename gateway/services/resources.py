@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl
 import jsonpatch
 import orjson
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import (
     BadRequest,
@@ -37,6 +36,7 @@ from gateway.search.query import find_matches
 from gateway.search.values import format_instant
 from gateway.services.context import RequestContext
 from gateway.store import repository
+from gateway.store.raw import RawExecutor
 from gateway.store.repository import StaleVersion, StoredResource
 
 # Elements the server owns in every stored resource (R4 resource.html §2.36.0.3 Meta).
@@ -146,7 +146,9 @@ def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
 def _current_for_write(
     ctx: RequestContext, conn: Connection, resource_type: str, resource_id: str
 ) -> StoredResource | None:
-    return repository.get_current(conn, resource_type, resource_id, for_update=ctx.db.is_postgresql)
+    return repository.get_current(
+        RawExecutor.of(conn), resource_type, resource_id, for_update=ctx.db.is_postgresql
+    )
 
 
 def _insert(
@@ -159,17 +161,17 @@ def _insert(
     now = now_micros()
     body = _stamp(resource, resource_id, 1, now)
     try:
-        with conn.begin_nested():
-            pk = repository.insert_new(
-                conn,
-                res_type=resource_type,
-                res_id=resource_id,
-                body=body,
-                now=now,
-                index_rows=extract_index_rows(resource),
-                method=method,
-            )
-    except IntegrityError as exc:
+        pk = repository.insert_new(
+            RawExecutor.of(conn),
+            res_type=resource_type,
+            res_id=resource_id,
+            body=body,
+            now=now,
+            index_rows=extract_index_rows(resource),
+            method=method,
+        )
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:
+        # The whole transaction rolls back with this error: nothing is half-written.
         raise Conflict(
             f"{resource_type}/{resource_id} was created by another request at the same time"
         ) from exc
@@ -189,7 +191,7 @@ def _new_version(
     rows = {} if resource is None else extract_index_rows(resource)
     try:
         repository.replace_current(
-            conn,
+            RawExecutor.of(conn),
             current=current,
             version=version,
             body=body,
@@ -254,8 +256,8 @@ def create_resource(
 def read_resource(ctx: RequestContext, *, resource_type: str, resource_id: str) -> StoredResource:
     """read (R4 http.html §3.1.0.2): 404 unknown, 410 deleted."""
     ensure_type(resource_type)
-    with ctx.read() as conn:
-        stored = repository.get_current(conn, resource_type, resource_id)
+    with ctx.read_raw() as db:
+        stored = repository.get_current(db, resource_type, resource_id)
     if stored is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     if stored.deleted:
@@ -295,8 +297,8 @@ def vread_resource(
     ensure_type(resource_type)
     if not version.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version}'")
-    with ctx.read() as conn:
-        stored = repository.get_version(conn, resource_type, resource_id, int(version))
+    with ctx.read_raw() as db:
+        stored = repository.get_version(db, resource_type, resource_id, int(version))
     if stored is None:
         raise NotFound(f"{resource_type}/{resource_id} has no version {version}")
     if stored.deleted:

@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from gateway.store.raw import RawExecutor
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -22,7 +24,6 @@ SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA cache_size=-65536",
     "PRAGMA temp_store=MEMORY",
-    "PRAGMA mmap_size=268435456",
 )
 
 
@@ -75,6 +76,16 @@ class Database:
         """A read-only transaction over one consistent snapshot."""
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def read_raw(self) -> Iterator[RawExecutor]:
+        """A pooled driver connection for single-statement reads (each statement is
+        atomic on its own; the pool ends any implicit transaction on return)."""
+        raw = self.engine.raw_connection()
+        try:
+            yield RawExecutor(raw.driver_connection, self.engine.dialect)
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,4 +1,4 @@
-"""Versioned resource storage and its search index (SQLAlchemy Core, no ORM).
+"""Versioned resource storage and its search index.
 
 Every write keeps the previous versions (R4 http.html §3.1.0.7 history) and rewrites
 the search-index rows of the resource in the same transaction. Updates are guarded by
@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
+from gateway.store.raw import RawExecutor, RawStatement
 from gateway.store.schema import INDEX_TABLES, resource, resource_version
 
 
@@ -43,48 +44,92 @@ _CURRENT_COLUMNS = (
     resource.c.deleted,
     resource.c.body,
 )
+_BY_ID = (resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
+_v = resource_version.c
+
+SELECT_CURRENT = RawStatement(select(*_CURRENT_COLUMNS).where(*_BY_ID))
+SELECT_CURRENT_FOR_UPDATE = RawStatement(select(*_CURRENT_COLUMNS).where(*_BY_ID).with_for_update())
+SELECT_VERSION = RawStatement(
+    select(
+        _v.resource_pk,
+        _v.res_type,
+        _v.res_id,
+        _v.version,
+        _v.last_updated,
+        _v.deleted,
+        _v.body,
+        _v.method,
+    )
+    .join(resource, resource.c.pk == _v.resource_pk)
+    .where(*_BY_ID, _v.version == bindparam("version"))
+)
+INSERT_RESOURCE = RawStatement(
+    insert(resource)
+    .values(
+        {
+            name: bindparam(name)
+            for name in ("res_type", "res_id", "version", "last_updated", "deleted", "body")
+        }
+    )
+    .returning(resource.c.pk)
+)
+INSERT_VERSION = RawStatement(
+    insert(resource_version).values({c.name: bindparam(c.name) for c in resource_version.columns})
+)
+UPDATE_CURRENT = RawStatement(
+    update(resource)
+    .where(resource.c.pk == bindparam("pk"), resource.c.version == bindparam("expected_version"))
+    .values(
+        version=bindparam("version"),
+        last_updated=bindparam("last_updated"),
+        deleted=bindparam("deleted"),
+        body=bindparam("body"),
+    )
+)
+INSERT_INDEX = {
+    key: RawStatement(insert(table).values({c.name: bindparam(c.name) for c in table.columns}))
+    for key, table in INDEX_TABLES.items()
+}
+DELETE_INDEX = {
+    key: RawStatement(delete(table).where(table.c.resource_pk == bindparam("pk")))
+    for key, table in INDEX_TABLES.items()
+}
+
+
+def _stored(row: Sequence[Any]) -> StoredResource:
+    body = row[6]
+    return StoredResource(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        bool(row[5]),
+        bytes(body) if body is not None else None,
+        row[7] if len(row) > 7 else "",
+    )
 
 
 def get_current(
-    conn: Connection, res_type: str, res_id: str, *, for_update: bool = False
+    db: RawExecutor, res_type: str, res_id: str, *, for_update: bool = False
 ) -> StoredResource | None:
     """The current version (possibly a deletion marker) in one indexed lookup.
 
     ``for_update`` locks the row until the transaction ends (PostgreSQL), so a
     read-check-write sequence cannot interleave with another writer.
     """
-    query = select(*_CURRENT_COLUMNS).where(
-        resource.c.res_type == res_type, resource.c.res_id == res_id
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    return None if row is None else StoredResource(*row)
+    statement = SELECT_CURRENT_FOR_UPDATE if for_update else SELECT_CURRENT
+    row = db.fetchone(statement, {"res_type": res_type, "res_id": res_id})
+    return None if row is None else _stored(row)
 
 
-def get_version(
-    conn: Connection, res_type: str, res_id: str, version: int
-) -> StoredResource | None:
-    v = resource_version.c
-    row = conn.execute(
-        select(
-            v.resource_pk,
-            v.res_type,
-            v.res_id,
-            v.version,
-            v.last_updated,
-            v.deleted,
-            v.body,
-            v.method,
-        )
-        .join(resource, resource.c.pk == v.resource_pk)
-        .where(resource.c.res_type == res_type, resource.c.res_id == res_id, v.version == version)
-    ).first()
-    return None if row is None else StoredResource(*row)
+def get_version(db: RawExecutor, res_type: str, res_id: str, version: int) -> StoredResource | None:
+    row = db.fetchone(SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version})
+    return None if row is None else _stored(row)
 
 
 def insert_new(
-    conn: Connection,
+    db: RawExecutor,
     *,
     res_type: str,
     res_id: str,
@@ -94,18 +139,26 @@ def insert_new(
     method: str = "POST",
 ) -> int:
     """Stores version 1 of a new resource; returns its primary key."""
-    pk: int = conn.execute(
-        insert(resource).values(
-            res_type=res_type, res_id=res_id, version=1, last_updated=now, deleted=False, body=body
-        )
-    ).inserted_primary_key[0]  # type: ignore[index]
-    _insert_version(conn, pk, res_type, res_id, 1, now, method, body)
-    write_index(conn, pk, res_type, index_rows)
+    row = db.fetchone(
+        INSERT_RESOURCE,
+        {
+            "res_type": res_type,
+            "res_id": res_id,
+            "version": 1,
+            "last_updated": now,
+            "deleted": False,
+            "body": body,
+        },
+    )
+    assert row is not None
+    pk = int(row[0])
+    _insert_version(db, pk, res_type, res_id, 1, now, method, body)
+    write_index(db, pk, res_type, index_rows)
     return pk
 
 
 def replace_current(
-    conn: Connection,
+    db: RawExecutor,
     *,
     current: StoredResource,
     version: int,
@@ -118,20 +171,26 @@ def replace_current(
 
     ``body`` None records a deletion (R4 http.html §3.1.0.7.1: history keeps it).
     """
-    result = conn.execute(
-        update(resource)
-        .where(resource.c.pk == current.pk, resource.c.version == current.version)
-        .values(version=version, last_updated=now, deleted=body is None, body=body)
+    changed = db.execute(
+        UPDATE_CURRENT,
+        {
+            "pk": current.pk,
+            "expected_version": current.version,
+            "version": version,
+            "last_updated": now,
+            "deleted": body is None,
+            "body": body,
+        },
     )
-    if result.rowcount != 1:
+    if changed != 1:
         raise StaleVersion(f"{current.res_type}/{current.res_id}")
-    _insert_version(conn, current.pk, current.res_type, current.res_id, version, now, method, body)
-    clear_index(conn, current.pk)
-    write_index(conn, current.pk, current.res_type, index_rows)
+    _insert_version(db, current.pk, current.res_type, current.res_id, version, now, method, body)
+    clear_index(db, current.pk)
+    write_index(db, current.pk, current.res_type, index_rows)
 
 
 def _insert_version(
-    conn: Connection,
+    db: RawExecutor,
     pk: int,
     res_type: str,
     res_id: str,
@@ -140,34 +199,35 @@ def _insert_version(
     method: str,
     body: bytes | None,
 ) -> None:
-    conn.execute(
-        insert(resource_version).values(
-            resource_pk=pk,
-            version=version,
-            res_type=res_type,
-            res_id=res_id,
-            last_updated=now,
-            method=method,
-            deleted=body is None,
-            body=body,
-        )
+    db.execute(
+        INSERT_VERSION,
+        {
+            "resource_pk": pk,
+            "version": version,
+            "res_type": res_type,
+            "res_id": res_id,
+            "last_updated": now,
+            "method": method,
+            "deleted": body is None,
+            "body": body,
+        },
     )
 
 
 def write_index(
-    conn: Connection, pk: int, res_type: str, index_rows: Mapping[str, Sequence[dict[str, Any]]]
+    db: RawExecutor, pk: int, res_type: str, index_rows: Mapping[str, Sequence[dict[str, Any]]]
 ) -> None:
     for table_key, rows in index_rows.items():
         if rows:
-            conn.execute(
-                insert(INDEX_TABLES[table_key]),
+            db.executemany(
+                INSERT_INDEX[table_key],
                 [{"resource_pk": pk, "res_type": res_type, **row} for row in rows],
             )
 
 
-def clear_index(conn: Connection, pk: int) -> None:
-    for table in INDEX_TABLES.values():
-        conn.execute(delete(table).where(table.c.resource_pk == pk))
+def clear_index(db: RawExecutor, pk: int) -> None:
+    for statement in DELETE_INDEX.values():
+        db.execute(statement, {"pk": pk})
 
 
 def history(
