@@ -17,6 +17,8 @@ class Settings:
     default_page_size: int = 20
     max_page_size: int = 1000
     max_transaction_entries: int = 10_000
+    # Run service calls in worker threads instead of on the event loop.
+    service_threads: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -27,6 +29,7 @@ class Settings:
             "max_body_bytes": int(env.get("SILTA_MAX_BODY_BYTES", 10 * 1024 * 1024)),
             "default_page_size": int(env.get("SILTA_DEFAULT_PAGE_SIZE", 20)),
             "max_page_size": int(env.get("SILTA_MAX_PAGE_SIZE", 1000)),
+            "service_threads": env.get("SILTA_SERVICE_THREADS", "") not in ("", "0", "false"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

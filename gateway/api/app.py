@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Mount, Route
 
 from gateway import __version__
 from gateway.api import errors
-from gateway.api.fhir import router as fhir_router
+from gateway.api.fhir import fhir_routes, transaction_or_batch
 from gateway.config import Settings
 from gateway.policy import AccessPolicy, PermitAll
 from gateway.store.database import Database
@@ -45,7 +46,9 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.policy = policy or PermitAll()
-    app.include_router(fhir_router, prefix=FHIR_BASE_PATH, tags=["FHIR R4"])
+    # POST to the base itself (no trailing slash) is a transaction or batch.
+    app.router.routes.append(Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]))
+    app.router.routes.append(Mount(FHIR_BASE_PATH, routes=fhir_routes()))
     errors.install(app)
 
     return app

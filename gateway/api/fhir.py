@@ -1,21 +1,22 @@
 """The FHIR R4 RESTful API (R4 http.html): one handler per interaction, all thin.
 
 Handlers parse the HTTP request, call one service function, and render its result.
-Blocking service calls run in the thread pool so the event loop keeps serving.
+They are plain Starlette routes mounted at the FHIR base: FHIR's contract is the
+CapabilityStatement, so they need no OpenAPI models or dependency injection.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from gateway.api.http import (
     JSON_PATCH,
@@ -37,7 +38,6 @@ from gateway.services.capability import capability_statement
 from gateway.services.context import RequestContext
 from gateway.services.resources import WriteResult
 
-router = APIRouter()
 T = TypeVar("T")
 
 
@@ -55,8 +55,13 @@ def context(request: Request) -> RequestContext:
     )
 
 
-async def call(function: Callable[..., T], /, **kwargs: Any) -> T:
-    return await run_in_threadpool(functools.partial(function, **kwargs))
+async def call(function: Callable[..., T], /, *, ctx: RequestContext, **kwargs: Any) -> T:
+    """Runs a service function: inline on the event loop (the default: the store's
+    statements take microseconds, less than a hand-off to a worker thread), or in the
+    thread pool when ``SILTA_SERVICE_THREADS`` is set."""
+    if ctx.settings.service_threads:
+        return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
+    return function(ctx=ctx, **kwargs)
 
 
 def _write_response(
@@ -90,14 +95,11 @@ def _query(request: Request) -> list[tuple[str, str]]:
     ]
 
 
-@router.get("/metadata")
 async def metadata(request: Request) -> Response:
     """capabilities (R4 http.html §3.1.0.12)."""
     return fhir_response(request, capability_statement(context(request).base_url))
 
 
-@router.post("")
-@router.post("/")
 async def transaction_or_batch(request: Request) -> Response:
     """transaction / batch (R4 http.html §3.1.0.11)."""
     ctx = context(request)
@@ -111,16 +113,15 @@ async def transaction_or_batch(request: Request) -> Response:
     )
 
 
-@router.get("/_history")
 async def system_history(request: Request) -> Response:
     ctx = context(request)
     result = await call(history_service.history, ctx=ctx, params=_query(request))
     return fhir_response(request, result)
 
 
-@router.get("/{resource_type}")
-async def search(request: Request, resource_type: str) -> Response:
+async def search(request: Request) -> Response:
     """search-type with GET (R4 http.html §3.1.0.9)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     result = await call(
         search_service.search_type, ctx=ctx, resource_type=resource_type, params=_query(request)
@@ -128,9 +129,9 @@ async def search(request: Request, resource_type: str) -> Response:
     return fhir_response(request, result)
 
 
-@router.post("/{resource_type}/_search")
-async def search_post(request: Request, resource_type: str) -> Response:
+async def search_post(request: Request) -> Response:
     """search-type with POST and form parameters (R4 http.html §3.1.0.9)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
     body = await read_body(request, ctx.settings.max_body_bytes)
@@ -145,9 +146,9 @@ async def search_post(request: Request, resource_type: str) -> Response:
     return fhir_response(request, result)
 
 
-@router.post("/{resource_type}")
-async def create(request: Request, resource_type: str) -> Response:
+async def create(request: Request) -> Response:
     """create and conditional create (R4 http.html §3.1.0.8)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     resource_service.ensure_type(resource_type)
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
@@ -161,9 +162,9 @@ async def create(request: Request, resource_type: str) -> Response:
     return _write_response(request, ctx, result, location=True)
 
 
-@router.put("/{resource_type}")
-async def conditional_update(request: Request, resource_type: str) -> Response:
+async def conditional_update(request: Request) -> Response:
     """Conditional update (R4 http.html §3.1.0.4.3)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     resource_service.ensure_type(resource_type)
     criteria = request.url.query
@@ -181,9 +182,9 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     return _write_response(request, ctx, result, location=result.created)
 
 
-@router.delete("/{resource_type}")
-async def conditional_delete(request: Request, resource_type: str) -> Response:
+async def conditional_delete(request: Request) -> Response:
     """Conditional delete (R4 http.html §3.1.0.7.1)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     await call(
         resource_service.conditional_delete,
@@ -194,8 +195,8 @@ async def conditional_delete(request: Request, resource_type: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{resource_type}/_history")
-async def type_history(request: Request, resource_type: str) -> Response:
+async def type_history(request: Request) -> Response:
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     result = await call(
         history_service.history, ctx=ctx, resource_type=resource_type, params=_query(request)
@@ -203,9 +204,9 @@ async def type_history(request: Request, resource_type: str) -> Response:
     return fhir_response(request, result)
 
 
-@router.post("/{resource_type}/$validate")
-async def validate_type(request: Request, resource_type: str) -> Response:
+async def validate_type(request: Request) -> Response:
     """$validate on a type (R4 resource-operation-validate.html)."""
+    resource_type = request.path_params["resource_type"]
     ctx = context(request)
     body = await read_resource_body(request, ctx.settings.max_body_bytes)
     result = await call(
@@ -218,10 +219,10 @@ async def validate_type(request: Request, resource_type: str) -> Response:
     return fhir_response(request, result)
 
 
-@router.get("/{resource_type}/{resource_id}/$validate")
-@router.post("/{resource_type}/{resource_id}/$validate")
-async def validate_instance(request: Request, resource_type: str, resource_id: str) -> Response:
+async def validate_instance(request: Request) -> Response:
     """$validate on an instance: the posted resource, or the stored one on GET."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     body = None
     if request.method == "POST":
@@ -237,9 +238,10 @@ async def validate_instance(request: Request, resource_type: str, resource_id: s
     return fhir_response(request, result)
 
 
-@router.get("/{resource_type}/{resource_id}")
-async def read(request: Request, resource_type: str, resource_id: str) -> Response:
+async def read(request: Request) -> Response:
     """read (R4 http.html §3.1.0.2); honours _summary and _elements."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     stored = await call(
         resource_service.read_resource,
@@ -263,9 +265,10 @@ def _subset(request: Request, body: bytes | None) -> dict[str, Any] | bytes | No
     return resource
 
 
-@router.put("/{resource_type}/{resource_id}")
-async def update(request: Request, resource_type: str, resource_id: str) -> Response:
+async def update(request: Request) -> Response:
     """update and update-as-create (R4 http.html §3.1.0.4)."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     resource_service.ensure_type(resource_type)
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
@@ -280,9 +283,10 @@ async def update(request: Request, resource_type: str, resource_id: str) -> Resp
     return _write_response(request, ctx, result, location=result.created)
 
 
-@router.patch("/{resource_type}/{resource_id}")
-async def patch(request: Request, resource_type: str, resource_id: str) -> Response:
+async def patch(request: Request) -> Response:
     """patch with JSON Patch (R4 http.html §3.1.0.6)."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     resource_service.ensure_type(resource_type)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
@@ -304,9 +308,10 @@ async def patch(request: Request, resource_type: str, resource_id: str) -> Respo
     return _write_response(request, ctx, result, location=False)
 
 
-@router.delete("/{resource_type}/{resource_id}")
-async def delete(request: Request, resource_type: str, resource_id: str) -> Response:
+async def delete(request: Request) -> Response:
     """delete (R4 http.html §3.1.0.7): 204 No Content."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     await call(
         resource_service.delete_resource,
@@ -318,8 +323,9 @@ async def delete(request: Request, resource_type: str, resource_id: str) -> Resp
     return Response(status_code=204)
 
 
-@router.get("/{resource_type}/{resource_id}/_history")
-async def instance_history(request: Request, resource_type: str, resource_id: str) -> Response:
+async def instance_history(request: Request) -> Response:
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
     ctx = context(request)
     result = await call(
         history_service.history,
@@ -331,9 +337,11 @@ async def instance_history(request: Request, resource_type: str, resource_id: st
     return fhir_response(request, result)
 
 
-@router.get("/{resource_type}/{resource_id}/_history/{version}")
-async def vread(request: Request, resource_type: str, resource_id: str, version: str) -> Response:
+async def vread(request: Request) -> Response:
     """vread (R4 http.html §3.1.0.3)."""
+    resource_type = request.path_params["resource_type"]
+    resource_id = request.path_params["resource_id"]
+    version = request.path_params["version"]
     ctx = context(request)
     stored = await call(
         resource_service.vread_resource,
@@ -343,3 +351,50 @@ async def vread(request: Request, resource_type: str, resource_id: str, version:
         version=version,
     )
     return fhir_response(request, stored.body, headers=version_headers(stored))
+
+
+# Order matters: literal segments before parameters (R4 http.html §3.1.0 URL forms).
+_ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/metadata", "GET", metadata),
+    ("", "POST", transaction_or_batch),
+    ("/", "POST", transaction_or_batch),
+    ("/_history", "GET", system_history),
+    ("/{resource_type}", "GET", search),
+    ("/{resource_type}/_search", "POST", search_post),
+    ("/{resource_type}", "POST", create),
+    ("/{resource_type}", "PUT", conditional_update),
+    ("/{resource_type}", "DELETE", conditional_delete),
+    ("/{resource_type}/_history", "GET", type_history),
+    ("/{resource_type}/$validate", "POST", validate_type),
+    ("/{resource_type}/{resource_id}/$validate", "GET", validate_instance),
+    ("/{resource_type}/{resource_id}/$validate", "POST", validate_instance),
+    ("/{resource_type}/{resource_id}", "GET", read),
+    ("/{resource_type}/{resource_id}", "PUT", update),
+    ("/{resource_type}/{resource_id}", "PATCH", patch),
+    ("/{resource_type}/{resource_id}", "DELETE", delete),
+    ("/{resource_type}/{resource_id}/_history", "GET", instance_history),
+    ("/{resource_type}/{resource_id}/_history/{version}", "GET", vread),
+]
+
+
+def fhir_routes() -> list[Route]:
+    """The routes of the FHIR base, merged per path so a wrong method answers 405."""
+    methods: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
+    for path, method, endpoint in _ROUTES:
+        methods.setdefault(path or "/", {})[method] = endpoint
+    return [
+        Route(path, _dispatcher(by_method), methods=list(by_method))
+        for path, by_method in methods.items()
+    ]
+
+
+def _dispatcher(
+    by_method: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    if len(by_method) == 1:
+        return next(iter(by_method.values()))
+
+    async def dispatch(request: Request) -> Response:
+        return await by_method[request.method](request)
+
+    return dispatch

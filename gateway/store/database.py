@@ -7,6 +7,7 @@ lock upgrade), ``Database.read()`` a read transaction (one consistent snapshot).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,13 +18,15 @@ from sqlalchemy.pool import NullPool
 
 from gateway.store.raw import RawExecutor
 
+SQLITE_POOL_SIZE = 8
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=30000",
-    "PRAGMA cache_size=-65536",
+    "PRAGMA cache_size=-16384",
     "PRAGMA temp_store=MEMORY",
+    "PRAGMA wal_autocheckpoint=10000",
 )
 
 
@@ -31,6 +34,9 @@ class Database:
     """An engine plus the transaction discipline every service call uses."""
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
+        # SQLite has one writer at a time: writers of this process queue on a lock
+        # instead of polling the database lock with busy_timeout back-off.
+        self._sqlite_writer = threading.Lock()
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -40,7 +46,7 @@ class Database:
             if parsed.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = NullPool
             else:
-                kwargs["pool_size"] = pool_size
+                kwargs["pool_size"] = min(pool_size, SQLITE_POOL_SIZE)
                 kwargs["max_overflow"] = 0
         else:
             kwargs["pool_size"] = pool_size
@@ -63,13 +69,21 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        with self.engine.connect() as conn:
+        with self._writer_turn(), self.engine.connect() as conn:
             conn.info["write"] = True
             try:
                 with conn.begin():
                     yield conn
             finally:
                 conn.info.pop("write", None)
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        with self._sqlite_writer:
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -1,0 +1,94 @@
+"""Writers in parallel database transactions: no lost update, one winner per version
+(R4 http.html §3.1.0.5.2), and conditional creates that never duplicate."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import orjson
+
+from gateway.config import Settings
+from gateway.errors import Conflict, PreconditionFailed
+from gateway.services import resources
+from gateway.services.context import RequestContext
+from gateway.store.database import Database
+from tests.fixtures import load_fixture
+
+WRITERS = 6
+ROUNDS = 4
+
+
+def context(database: Database) -> RequestContext:
+    return RequestContext(
+        db=database, settings=Settings(database_url=database.url), base_url="http://x/fhir"
+    )
+
+
+def test_if_match_updates_in_parallel_lose_nothing(database: Database) -> None:
+    created = resources.create_resource(
+        context(database), resource_type="Task", resource=load_fixture("task-huoli-aijala")
+    )
+    task_id = created.stored.res_id
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def writer(name: str) -> None:
+        ctx = context(database)
+        done = 0
+        while done < ROUNDS:
+            current = resources.read_resource(ctx, resource_type="Task", resource_id=task_id)
+            assert current.body is not None
+            task = orjson.loads(current.body)
+            task["note"] = [*task.get("note", []), {"text": name}]
+            try:
+                resources.update_resource(
+                    ctx,
+                    resource_type="Task",
+                    resource_id=task_id,
+                    resource=task,
+                    if_match=f'W/"{current.version}"',
+                )
+            except (PreconditionFailed, Conflict) as error:
+                with lock:
+                    outcomes[type(error).__name__] += 1
+                continue
+            done += 1
+            with lock:
+                outcomes["ok"] += 1
+
+    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = resources.read_resource(context(database), resource_type="Task", resource_id=task_id)
+    assert final.body is not None
+    notes = [n["text"] for n in orjson.loads(final.body)["note"]]
+    assert Counter(notes) == Counter({f"w{i}": ROUNDS for i in range(WRITERS)})
+    assert final.version == 1 + WRITERS * ROUNDS
+    assert outcomes["ok"] == WRITERS * ROUNDS
+
+
+def test_parallel_conditional_creates_make_one_resource(database: Database) -> None:
+    patient = load_fixture("patient-virtanen")
+    criteria = f"identifier=urn:oid:1.2.246.21|{patient['identifier'][0]['value']}"
+    created: list[bool] = []
+    barrier = threading.Barrier(WRITERS)
+
+    def creator() -> None:
+        barrier.wait()
+        result = resources.create_resource(
+            context(database),
+            resource_type="Patient",
+            resource=load_fixture("patient-virtanen"),
+            if_none_exist=criteria,
+        )
+        created.append(result.created)
+
+    threads = [threading.Thread(target=creator) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created) == [False] * (WRITERS - 1) + [True]
