@@ -37,6 +37,8 @@ class Database:
         # SQLite has one writer at a time: writers of this process queue on a lock
         # instead of polling the database lock with busy_timeout back-off.
         self._sqlite_writer = threading.Lock()
+        self._thread_readers: threading.local | None = threading.local()
+        self._reader_connections: list[Any] = []
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -45,6 +47,7 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False}
             if parsed.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = NullPool
+                self._thread_readers = None
             else:
                 kwargs["pool_size"] = min(pool_size, SQLITE_POOL_SIZE)
                 kwargs["max_overflow"] = 0
@@ -95,6 +98,19 @@ class Database:
     def read_raw(self) -> Iterator[RawExecutor]:
         """A pooled driver connection for single-statement reads (each statement is
         atomic on its own; the pool ends any implicit transaction on return)."""
+        if self.is_sqlite and self._thread_readers is not None:
+            # An autocommit reader per thread, outside the pool: in WAL mode each
+            # statement sees everything committed before it started.
+            reader = getattr(self._thread_readers, "connection", None)
+            if reader is None:
+                dialect = self.engine.dialect
+                args, params = dialect.create_connect_args(self.engine.url)
+                reader = dialect.connect(*args, **{**params, "check_same_thread": False})
+                apply_sqlite_pragmas(reader)
+                self._thread_readers.connection = reader
+                self._reader_connections.append(reader)
+            yield RawExecutor(reader, self.engine.dialect)
+            return
         raw = self.engine.raw_connection()
         try:
             yield RawExecutor(raw.driver_connection, self.engine.dialect)
@@ -102,7 +118,19 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
+        for reader in self._reader_connections:
+            reader.close()
+        self._reader_connections.clear()
         self.engine.dispose()
+
+
+def apply_sqlite_pragmas(dbapi_connection: Any) -> None:
+    """Autocommit at the driver (transactions are begun explicitly) and the pragmas."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -111,11 +139,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-        cursor.close()
+        apply_sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
