@@ -1,0 +1,1 @@
+"""Conformance suites (data) and the runner that executes them against a FHIR base URL."""

@@ -7,7 +7,7 @@ import os
 import typer
 import uvicorn
 
-from gateway.config import DEFAULT_DATABASE_URL, Settings
+from gateway.config import DEFAULT_DATABASE_URL
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
@@ -50,7 +50,3 @@ def migrate(database: str = DatabaseOption) -> None:
     upgrade(db.engine)
     db.dispose()
     typer.echo("database schema is up to date")
-
-
-def settings_for(database: str) -> Settings:
-    return Settings.from_env(database_url=database)

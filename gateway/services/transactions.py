@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
+from sqlalchemy import Connection
 
 from gateway.errors import (
     BadRequest,
@@ -194,7 +195,7 @@ def _batch(ctx: RequestContext, raw_entries: list[Any]) -> dict[str, Any]:
     return bundle("batch-response", now_micros=now_micros(), entry=results or None)
 
 
-def _assign_ids(ctx: RequestContext, conn: Any, entries: list[Entry]) -> dict[str, str]:
+def _assign_ids(ctx: RequestContext, conn: Connection, entries: list[Entry]) -> dict[str, str]:
     """Decides the id of every created/updated resource and maps fullUrls to ``Type/id``."""
     references: dict[str, str] = {}
     for entry in entries:
@@ -232,7 +233,7 @@ def _assign_ids(ctx: RequestContext, conn: Any, entries: list[Entry]) -> dict[st
 
 def _rewrite_references(
     ctx: RequestContext,
-    conn: Any,
+    conn: Connection,
     node: Any,
     references: dict[str, str],
     where: str,
@@ -251,7 +252,7 @@ def _rewrite_references(
 
 
 def _resolve_reference(
-    ctx: RequestContext, conn: Any, reference: str, references: dict[str, str], where: str
+    ctx: RequestContext, conn: Connection, reference: str, references: dict[str, str], where: str
 ) -> str:
     if reference in references:
         return references[reference]

@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from gateway.store.database import Database
 from tests.fixtures import load_fixture
 
 FHIR_JSON = "application/fhir+json"
@@ -218,3 +219,15 @@ def _json(value: Any) -> bytes:
     import orjson
 
     return orjson.dumps(value)
+
+
+def test_links_use_the_request_host_without_a_configured_base(database: Database) -> None:
+    from gateway.api.app import create_app
+    from gateway.config import Settings
+
+    app = create_app(Settings(database_url=database.url), database=database, migrate=False)
+    with TestClient(app, base_url="http://gateway.example:8080") as local:
+        response = local.post("/fhir/Patient", json=load_fixture("patient-aijala"))
+        assert response.headers["location"].startswith("http://gateway.example:8080/fhir/Patient/")
+        bundle = local.get("/fhir/Patient").json()
+        assert bundle["link"][0]["url"].startswith("http://gateway.example:8080/fhir/Patient?")
