@@ -44,26 +44,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-STORED_TYPES = (
-    "AuditEvent",
-    "Bundle",
-    "CarePlan",
-    "CareTeam",
-    "Communication",
-    "Consent",
-    "DocumentReference",
-    "Endpoint",
-    "Goal",
-    "MeasureReport",
-    "Organization",
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Provenance",
-    "ServiceRequest",
-    "Subscription",
-    "Task",
-)
+from gateway.fhir.resource_types import STORED_TYPES
+
 TERMINOLOGY_FILES = ("valuesets.json", "v3-codesystems.json", "v2-tables.json")
 OUTPUT = Path(__file__).resolve().parent / "required-bindings.json"
 RESOURCE = "Resource"

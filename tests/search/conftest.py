@@ -1,68 +1,28 @@
-"""Search-engine fixtures: an empty store per test on SQLite, and on PostgreSQL when
-SILTA_TEST_DATABASE_URL is set (each test in a fresh schema), plus helpers that write
-resources and their search-index rows the way the repository does."""
+"""Search-engine fixtures: the empty store of each backend (tests/conftest.py) and
+helpers that write resources and their search-index rows the way the repository does,
+with control over lastUpdated."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from gateway.search.extract import extract_index_rows
 from gateway.search.params import SearchRequest, parse_search
 from gateway.search.query import SearchPage, execute_search
 from gateway.search.values import date_range
-from gateway.store.schema import INDEX_TABLES, metadata, resource
-
-POSTGRES_URL = os.environ.get("SILTA_TEST_DATABASE_URL")
-
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not POSTGRES_URL,
-            reason="SILTA_TEST_DATABASE_URL is not set: no PostgreSQL server to test against",
-        ),
-    ),
-]
+from gateway.store.database import Database
+from gateway.store.schema import INDEX_TABLES, resource
 
 
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on an empty store (tables from ``gateway.store.schema.metadata``)."""
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path / 'search.db'}")
-        metadata.create_all(engine)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    assert POSTGRES_URL is not None
-    schema = f"search_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(
-        POSTGRES_URL,
-        connect_args={"options": f"-csearch_path={schema}"},
-    )
-    metadata.create_all(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def engine(database: Database) -> Engine:
+    """The engine of a migrated, empty store on each backend (see tests/conftest.py)."""
+    return database.engine
 
 
 @dataclass
