@@ -86,10 +86,6 @@ UPDATE_CURRENT = RawStatement(
         body=bindparam("body"),
     )
 )
-INSERT_INDEX = {
-    key: RawStatement(insert(table).values({c.name: bindparam(c.name) for c in table.columns}))
-    for key, table in INDEX_TABLES.items()
-}
 DELETE_INDEX = {
     key: RawStatement(delete(table).where(table.c.resource_pk == bindparam("pk")))
     for key, table in INDEX_TABLES.items()
@@ -219,8 +215,8 @@ def write_index(
 ) -> None:
     for table_key, rows in index_rows.items():
         if rows:
-            db.executemany(
-                INSERT_INDEX[table_key],
+            db.insert_rows(
+                INDEX_TABLES[table_key],
                 [{"resource_pk": pk, "res_type": res_type, **row} for row in rows],
             )
 
