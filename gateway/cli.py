@@ -7,11 +7,19 @@ import os
 import typer
 import uvicorn
 
+from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
 app = typer.Typer(help="Silta interoperability gateway", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Administration directly on the database (works without any token)",
+    no_args_is_help=True,
+)
+admin_app.add_typer(client_app, name="client")
+admin_app.add_typer(key_app, name="key")
+app.add_typer(admin_app, name="admin")
 
 DatabaseOption = typer.Option(
     DEFAULT_DATABASE_URL, "--database", envvar="SILTA_DATABASE_URL", help="SQLAlchemy database URL"

@@ -17,7 +17,6 @@ from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
-from gateway.store.schema import metadata
 
 POSTGRES_URL = os.environ.get("SILTA_TEST_DATABASE_URL")
 BACKENDS = [
@@ -63,7 +62,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         url = request.getfixturevalue("postgres_database_url")
         db = Database(url)
         with db.engine.begin() as conn:
-            tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            names = conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ).scalars()
+            tables = ", ".join(f'"{name}"' for name in names)
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     try:
         yield db

@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from gateway import __version__
 from gateway.api import errors
 from gateway.api.fhir import fhir_routes, transaction_or_batch
+from gateway.auth.routes import auth_routes, smart_configuration
 from gateway.config import Settings
 from gateway.policy import AccessPolicy, PermitAll
 from gateway.store.database import Database
@@ -46,6 +47,11 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.policy = policy or PermitAll()
+    # SMART discovery lives under the FHIR base, before the FHIR routes claim the path.
+    app.router.routes.append(
+        Route(f"{FHIR_BASE_PATH}/.well-known/smart-configuration", smart_configuration)
+    )
+    app.router.routes.append(Mount("/auth", routes=auth_routes()))
     # POST to the base itself (no trailing slash) is a transaction or batch.
     app.router.routes.append(Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]))
     app.router.routes.append(Mount(FHIR_BASE_PATH, routes=fhir_routes()))
