@@ -7,6 +7,7 @@ import os
 import typer
 import uvicorn
 
+from gateway.admin.cli import agreement_app, org_app
 from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
 from gateway.store.database import Database
@@ -19,6 +20,8 @@ admin_app = typer.Typer(
 )
 admin_app.add_typer(client_app, name="client")
 admin_app.add_typer(key_app, name="key")
+admin_app.add_typer(org_app, name="org")
+admin_app.add_typer(agreement_app, name="agreement")
 app.add_typer(admin_app, name="admin")
 
 DatabaseOption = typer.Option(

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import Mount, Route
 
 from gateway import __version__
+from gateway.admin.api import router as admin_router
 from gateway.api import errors
 from gateway.api.fhir import fhir_routes, transaction_or_batch
 from gateway.auth.routes import auth_routes, smart_configuration
@@ -18,6 +19,7 @@ from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
 FHIR_BASE_PATH = "/fhir"
+ADMIN_API_PATH = "/admin/api"
 
 
 def create_app(
@@ -52,6 +54,7 @@ def create_app(
         Route(f"{FHIR_BASE_PATH}/.well-known/smart-configuration", smart_configuration)
     )
     app.router.routes.append(Mount("/auth", routes=auth_routes()))
+    app.include_router(admin_router, prefix=ADMIN_API_PATH)
     # POST to the base itself (no trailing slash) is a transaction or batch.
     app.router.routes.append(Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]))
     app.router.routes.append(Mount(FHIR_BASE_PATH, routes=fhir_routes()))

@@ -43,3 +43,46 @@ def test_silta_admin_client_add(tmp_path: Path) -> None:
     listed = CliRunner().invoke(silta, ["admin", "client", "list", "--database", url])
     assert "kela-etuudet" in listed.output
     Database(url).dispose()
+
+
+def test_silta_admin_org_and_agreement(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    runner = CliRunner()
+    for org_id, name, kind in (
+        ("kela", "Kela", "kela"),
+        ("pirha", "Pirkanmaan HVA", "wellbeing-area"),
+    ):
+        added = runner.invoke(
+            silta,
+            [
+                "admin",
+                "org",
+                "add",
+                "--id",
+                org_id,
+                "--name",
+                name,
+                "--type",
+                kind,
+                "--database",
+                url,
+            ],
+        )
+        assert added.exit_code == 0, added.output
+    agreement = runner.invoke(
+        silta,
+        [
+            "admin", "agreement", "add", "--provider", "kela", "--recipient", "pirha",
+            "--resource-type", "ServiceRequest", "--purpose", "concern-notification",
+            "--legal-basis", "Social Welfare Act 1301/2014 §35", "--database", url,
+        ],
+    )  # fmt: skip
+    assert agreement.exit_code == 0, agreement.output
+    agreement_id = agreement.output.strip().splitlines()[-1].strip()
+    for party in ("kela", "pirha"):
+        approved = runner.invoke(
+            silta, ["admin", "agreement", "approve", agreement_id, "--as", party, "--database", url]
+        )
+        assert approved.exit_code == 0, approved.output
+    shown = runner.invoke(silta, ["admin", "agreement", "show", agreement_id, "--database", url])
+    assert "active" in shown.output
