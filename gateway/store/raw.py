@@ -109,9 +109,8 @@ class RawExecutor:
                 cursor.close()
             return
         row_placeholder = "(" + ", ".join("%s" for _ in columns) + ")"
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-            + ", ".join(row_placeholder for _ in rows)
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES " + ", ".join(
+            row_placeholder for _ in rows
         )
         values = [row[c] for row in rows for c in columns]
         cursor = self.dbapi.cursor()
