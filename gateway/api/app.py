@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from gateway import __version__
@@ -28,41 +29,53 @@ def create_app(
     database: Database | None = None,
     policy: AccessPolicy | None = None,
     migrate: bool = True,
-) -> FastAPI:
-    """Builds the application; ``migrate`` brings the schema up to date first."""
+) -> Starlette:
+    """Builds the application; ``migrate`` brings the schema up to date first.
+
+    The FHIR API is a lean Starlette application at ``/fhir`` (its handlers need no
+    dependency injection, and every request skips FastAPI's middleware); the admin API,
+    the auth endpoints and the OpenAPI document are a FastAPI application beside it,
+    reachable as ``app.state.api``.
+    """
     settings = settings or Settings.from_env()
     database = database or Database(settings.database_url)
     if migrate:
         upgrade(database.engine)
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        database.dispose()
-
-    app = FastAPI(
-        lifespan=lifespan,
+    api = FastAPI(
         title="Silta gateway",
         version=__version__,
         description="FHIR R4 interoperability gateway for Kela, social services and healthcare",
     )
-    app.state.settings = settings
-    app.state.database = database
-    app.state.policy = policy or PermitAll()
-    # SMART discovery lives under the FHIR base, before the FHIR routes claim the path.
-    app.router.routes.append(
-        Route(f"{FHIR_BASE_PATH}/.well-known/smart-configuration", smart_configuration)
-    )
-    app.router.routes.append(Mount("/auth", routes=auth_routes()))
-    app.include_router(admin_router, prefix=ADMIN_API_PATH)
-    # POST to the base itself (no trailing slash) is a transaction or batch.
-    app.router.routes.append(Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]))
-    app.router.routes.append(Mount(FHIR_BASE_PATH, routes=fhir_routes()))
-    errors.install(app)
+    api.include_router(admin_router, prefix=ADMIN_API_PATH)
+    api.router.routes.append(Mount("/auth", routes=auth_routes()))
 
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = Starlette(
+        lifespan=lifespan,
+        routes=[
+            # SMART discovery lives under the FHIR base, before the FHIR routes claim it.
+            Route(f"{FHIR_BASE_PATH}/.well-known/smart-configuration", smart_configuration),
+            # POST to the base itself (no trailing slash) is a transaction or batch.
+            Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]),
+            Mount(FHIR_BASE_PATH, routes=fhir_routes()),
+            Mount("/", app=api),
+        ],
+    )
+    policy = policy or PermitAll()
+    for application in (app, api):
+        application.state.settings = settings
+        application.state.database = database
+        application.state.policy = policy
+        errors.install(application)
+    app.state.api = api
     return app
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` worker processes (the schema is already migrated)."""
     return create_app(migrate=False)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -78,7 +78,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return _render(request, 500, outcome)
 
 
-def install(app: FastAPI) -> None:
+def install(app: Starlette) -> None:
     app.add_exception_handler(FhirError, fhir_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)

@@ -21,7 +21,7 @@ API = "/admin/api"
 def api(settings: Settings, database: Database) -> Iterator[TestClient]:
     clean_admin_tables(database)
     app = create_app(settings, database=database, migrate=False)
-    app.dependency_overrides[require_admin] = lambda: "test-admin"
+    app.state.api.dependency_overrides[require_admin] = lambda: "test-admin"
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
