@@ -19,9 +19,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from gateway.store.schema import PrimaryKey
+
 metadata = MetaData()
 
-PK = BigInteger().with_variant(Integer(), "sqlite")
 
 organization = Table(
     "admin_organization",
@@ -61,7 +62,7 @@ agreement = Table(
 agreement_event = Table(
     "admin_agreement_event",
     metadata,
-    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("pk", PrimaryKey, primary_key=True, autoincrement=True),
     Column("agreement_id", String(64), ForeignKey("admin_agreement.id"), nullable=False),
     Column("version", Integer, nullable=False),
     Column("at", BigInteger, nullable=False),
