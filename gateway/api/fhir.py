@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -45,7 +46,7 @@ def context(request: Request) -> RequestContext:
     """The service context of one request (settings, database and policy of the app)."""
     state = request.app.state
     settings = state.settings
-    base = settings.public_base_url or f"{str(request.base_url).rstrip('/')}/fhir"
+    base = settings.public_base_url or _request_base(request)
     return RequestContext(
         db=state.database,
         settings=settings,
@@ -53,6 +54,16 @@ def context(request: Request) -> RequestContext:
         policy=state.policy,
         strict_handling=Prefer.parse(request.headers.get("prefer")).strict,
     )
+
+
+def _request_base(request: Request) -> str:
+    """The FHIR base as the client addressed it (scheme, Host header, mount path)."""
+    scope = request.scope
+    host = request.headers.get("host")
+    if host is None:
+        server_host, server_port = scope.get("server") or ("localhost", 80)
+        host = f"{server_host}:{server_port}"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('app_root_path', '')}/fhir"
 
 
 async def call(function: Callable[..., T], /, *, ctx: RequestContext, **kwargs: Any) -> T:
@@ -353,27 +364,52 @@ async def vread(request: Request) -> Response:
     return fhir_response(request, stored.body, headers=version_headers(stored))
 
 
-# Order matters: literal segments before parameters (R4 http.html §3.1.0 URL forms).
+class ResourceTypeConvertor(Convertor[str]):
+    """A resource type name in a URL (R4 http.html §3.1.0.1.1: ``[type]``)."""
+
+    regex = "[A-Z][A-Za-z]{1,63}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class ResourceIdConvertor(ResourceTypeConvertor):
+    """A logical id in a URL (R4 datatypes.html#id), so ``_history`` and ``$validate``
+    can never be taken for one."""
+
+    regex = "[A-Za-z0-9\\-\\.]{1,64}"
+
+
+register_url_convertor("fhir_type", ResourceTypeConvertor())
+register_url_convertor("fhir_id", ResourceIdConvertor())
+
+T_ = "{resource_type:fhir_type}"
+ID = "{resource_id:fhir_id}"
+
+# Types and ids cannot collide with the literal segments, so the busiest routes (read,
+# search) come first and are matched with the fewest regex tests.
 _ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    (f"/{T_}/{ID}", "GET", read),
+    (f"/{T_}/{ID}", "PUT", update),
+    (f"/{T_}/{ID}", "PATCH", patch),
+    (f"/{T_}/{ID}", "DELETE", delete),
+    (f"/{T_}", "GET", search),
+    (f"/{T_}", "POST", create),
+    (f"/{T_}", "PUT", conditional_update),
+    (f"/{T_}", "DELETE", conditional_delete),
     ("/metadata", "GET", metadata),
-    ("", "POST", transaction_or_batch),
     ("/", "POST", transaction_or_batch),
     ("/_history", "GET", system_history),
-    ("/{resource_type}", "GET", search),
-    ("/{resource_type}/_search", "POST", search_post),
-    ("/{resource_type}", "POST", create),
-    ("/{resource_type}", "PUT", conditional_update),
-    ("/{resource_type}", "DELETE", conditional_delete),
-    ("/{resource_type}/_history", "GET", type_history),
-    ("/{resource_type}/$validate", "POST", validate_type),
-    ("/{resource_type}/{resource_id}/$validate", "GET", validate_instance),
-    ("/{resource_type}/{resource_id}/$validate", "POST", validate_instance),
-    ("/{resource_type}/{resource_id}", "GET", read),
-    ("/{resource_type}/{resource_id}", "PUT", update),
-    ("/{resource_type}/{resource_id}", "PATCH", patch),
-    ("/{resource_type}/{resource_id}", "DELETE", delete),
-    ("/{resource_type}/{resource_id}/_history", "GET", instance_history),
-    ("/{resource_type}/{resource_id}/_history/{version}", "GET", vread),
+    (f"/{T_}/_search", "POST", search_post),
+    (f"/{T_}/_history", "GET", type_history),
+    (f"/{T_}/$validate", "POST", validate_type),
+    (f"/{T_}/{ID}/$validate", "GET", validate_instance),
+    (f"/{T_}/{ID}/$validate", "POST", validate_instance),
+    (f"/{T_}/{ID}/_history", "GET", instance_history),
+    (f"/{T_}/{ID}/_history/{{version}}", "GET", vread),
 ]
 
 
@@ -381,7 +417,7 @@ def fhir_routes() -> list[Route]:
     """The routes of the FHIR base, merged per path so a wrong method answers 405."""
     methods: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {}
     for path, method, endpoint in _ROUTES:
-        methods.setdefault(path or "/", {})[method] = endpoint
+        methods.setdefault(path, {})[method] = endpoint
     return [
         Route(path, _dispatcher(by_method), methods=list(by_method))
         for path, by_method in methods.items()

@@ -7,7 +7,7 @@ R4 http.html §3.1.0.1.10 (content types and encodings), §3.1.0.1.8 (Prefer ret
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import format_datetime
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.fhir.formats import WireFormat, negotiate_response_format, parse_body, render
-from gateway.search.values import from_micros
 from gateway.store.repository import StoredResource
 
 JSON_PATCH = "application/json-patch+json"
@@ -44,7 +43,8 @@ class Prefer:
 
 
 def http_date(micros: int) -> str:
-    return format_datetime(from_micros(micros), usegmt=True)
+    """An IMF-fixdate (RFC 9110 §5.6.7) for Last-Modified."""
+    return formatdate(micros / 1_000_000, usegmt=True)
 
 
 def version_headers(stored: StoredResource) -> dict[str, str]:

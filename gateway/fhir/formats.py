@@ -260,6 +260,10 @@ def _media_type(value: str) -> tuple[str, dict[str, str]]:
     return head.strip().lower().replace(" ", "+"), parsed
 
 
+# Accept headers that need no parsing: the common answers are JSON.
+_PLAIN_JSON_ACCEPT: Final = frozenset({"*/*", "application/fhir+json", "application/json"})
+
+
 def negotiate_response_format(accept: str | None, format_param: str | None) -> WireFormat:
     """The format of the response: ``_format`` wins over ``Accept``; no preference, or
     only wildcards or HTML, gives JSON (R4 http.html §3.1.0.1.10)."""
@@ -272,7 +276,7 @@ def negotiate_response_format(accept: str | None, format_param: str | None) -> W
                 "(application/fhir+json, application/fhir+xml)"
             )
         return fmt
-    if accept is None or not accept.strip():
+    if accept is None or accept in _PLAIN_JSON_ACCEPT or not accept.strip():
         return WireFormat.JSON
     best: tuple[float, int, int] | None = None
     chosen = WireFormat.JSON
