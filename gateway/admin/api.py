@@ -8,6 +8,7 @@ transitions 409, invalid content 422 with one issue per offending field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -270,37 +271,32 @@ def approve_agreement(
     return AgreementOut.of(svc.approve(db, agreement_id, as_org=body.as_org, actor=_actor(admin)))
 
 
-@router.post("/agreements/{agreement_id}/suspend", response_model=AgreementOut)
-def suspend_agreement(
-    agreement_id: str,
-    request: Request,
-    body: ReasonIn | None = None,
-    admin: str | None = Depends(require_admin),
-) -> AgreementOut:
-    db = request.app.state.database
-    reason = body.reason if body else ""
-    return AgreementOut.of(svc.suspend(db, agreement_id, actor=_actor(admin), reason=reason))
+def _status_change(change: Callable[..., svc.Agreement]) -> Callable[..., AgreementOut]:
+    """The endpoint of one status change that takes an optional reason."""
+
+    def endpoint(
+        agreement_id: str,
+        request: Request,
+        body: ReasonIn | None = None,
+        admin: str | None = Depends(require_admin),
+    ) -> AgreementOut:
+        database = request.app.state.database
+        reason = body.reason if body else ""
+        return AgreementOut.of(change(database, agreement_id, actor=_actor(admin), reason=reason))
+
+    return endpoint
 
 
-@router.post("/agreements/{agreement_id}/resume", response_model=AgreementOut)
-def resume_agreement(
-    agreement_id: str,
-    request: Request,
-    body: ReasonIn | None = None,
-    admin: str | None = Depends(require_admin),
-) -> AgreementOut:
-    db = request.app.state.database
-    reason = body.reason if body else ""
-    return AgreementOut.of(svc.resume(db, agreement_id, actor=_actor(admin), reason=reason))
-
-
-@router.post("/agreements/{agreement_id}/terminate", response_model=AgreementOut)
-def terminate_agreement(
-    agreement_id: str,
-    request: Request,
-    body: ReasonIn | None = None,
-    admin: str | None = Depends(require_admin),
-) -> AgreementOut:
-    db = request.app.state.database
-    reason = body.reason if body else ""
-    return AgreementOut.of(svc.terminate(db, agreement_id, actor=_actor(admin), reason=reason))
+for _action, _change, _summary in (
+    ("suspend", svc.suspend, "Suspend an active agreement"),
+    ("resume", svc.resume, "Resume a suspended agreement"),
+    ("terminate", svc.terminate, "Terminate an agreement for good"),
+):
+    router.add_api_route(
+        f"/agreements/{{agreement_id}}/{_action}",
+        _status_change(_change),
+        methods=["POST"],
+        response_model=AgreementOut,
+        name=f"{_action}_agreement",
+        summary=_summary,
+    )

@@ -215,25 +215,9 @@ async def type_history(request: Request) -> Response:
     return fhir_response(request, result)
 
 
-async def validate_type(request: Request) -> Response:
-    """$validate on a type (R4 resource-operation-validate.html)."""
-    resource_type = request.path_params["resource_type"]
-    ctx = context(request)
-    body = await read_resource_body(request, ctx.settings.max_body_bytes)
-    result = await call(
-        validate_service.validate,
-        ctx=ctx,
-        resource_type=resource_type,
-        body=body,
-        mode=request.query_params.get("mode"),
-    )
-    return fhir_response(request, result)
-
-
-async def validate_instance(request: Request) -> Response:
-    """$validate on an instance: the posted resource, or the stored one on GET."""
-    resource_type = request.path_params["resource_type"]
-    resource_id = request.path_params["resource_id"]
+async def validate(request: Request) -> Response:
+    """$validate on a type or an instance (R4 resource-operation-validate.html): the posted
+    resource, or on GET the stored one."""
     ctx = context(request)
     body = None
     if request.method == "POST":
@@ -241,8 +225,8 @@ async def validate_instance(request: Request) -> Response:
     result = await call(
         validate_service.validate,
         ctx=ctx,
-        resource_type=resource_type,
-        resource_id=resource_id,
+        resource_type=request.path_params["resource_type"],
+        resource_id=request.path_params.get("resource_id"),
         body=body,
         mode=request.query_params.get("mode"),
     )
@@ -405,9 +389,9 @@ _ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/_history", "GET", system_history),
     (f"/{T_}/_search", "POST", search_post),
     (f"/{T_}/_history", "GET", type_history),
-    (f"/{T_}/$validate", "POST", validate_type),
-    (f"/{T_}/{ID}/$validate", "GET", validate_instance),
-    (f"/{T_}/{ID}/$validate", "POST", validate_instance),
+    (f"/{T_}/$validate", "POST", validate),
+    (f"/{T_}/{ID}/$validate", "GET", validate),
+    (f"/{T_}/{ID}/$validate", "POST", validate),
     (f"/{T_}/{ID}/_history", "GET", instance_history),
     (f"/{T_}/{ID}/_history/{{version}}", "GET", vread),
 ]

@@ -56,7 +56,8 @@ class AccessPolicy(Protocol):
 
     @property
     def inspects_content(self) -> bool:
-        """False when reads need no per-resource check (lets raw bytes pass unparsed)."""
+        """False when no resource needs a per-resource check, on reads or writes (lets
+        stored JSON pass without being decoded)."""
         ...
 
 

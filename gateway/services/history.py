@@ -6,12 +6,10 @@ so ``next`` links stay correct while others write.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import orjson
-
 from gateway.errors import BadRequest, NotFound
+from gateway.search.cursor import ColumnKind, Cursor, decode_cursor, encode_cursor
 from gateway.search.values import date_range, format_instant
 from gateway.services.bundles_out import bundle, embed, link_url
 from gateway.services.context import RequestContext
@@ -19,20 +17,8 @@ from gateway.services.resources import ensure_type, now_micros
 from gateway.store import repository
 from gateway.store.raw import RawExecutor
 
-
-def _cursor_encode(position: tuple[int, int, int]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(position))).decode().rstrip("=")
-
-
-def _cursor_decode(token: str) -> tuple[int, int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        updated, pk, version = orjson.loads(raw)
-        return int(updated), int(pk), int(version)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise BadRequest(
-            f"The paging cursor '{token}' is not valid", expression=("_cursor",)
-        ) from exc
+_HISTORY_ORDER = "_history"  # the fixed order of history: lastUpdated, resource, version
+_HISTORY_KINDS: tuple[ColumnKind, ...] = ("int", "int", "int")
 
 
 def history(
@@ -58,7 +44,9 @@ def history(
             elif name == "_at":
                 at = date_range(value)
             elif name == "_cursor":
-                cursor = _cursor_decode(value)
+                cursor = _position(
+                    decode_cursor(value, sort_signature=_HISTORY_ORDER, kinds=_HISTORY_KINDS)
+                )
         except ValueError as exc:
             raise BadRequest(
                 f"Invalid value '{value}' for {name}: {exc}", expression=(name,)
@@ -93,7 +81,9 @@ def history(
     links = [{"relation": "self", "url": link_url(base, list(params))}]
     if has_next and rows:
         last = rows[-1]
-        token = _cursor_encode((last.last_updated, last.pk, last.version))
+        token = encode_cursor(
+            Cursor((last.last_updated, last.pk, last.version), sort_signature=_HISTORY_ORDER)
+        )
         links.append({"relation": "next", "url": link_url(base, [*query, ("_cursor", token)])})
 
     entries: list[dict[str, Any]] = []
@@ -120,3 +110,8 @@ def history(
         link=links,
         entry=entries or None,
     )
+
+
+def _position(cursor: Cursor) -> tuple[int, int, int]:
+    updated, pk, version = (int(v) for v in cursor.position)
+    return updated, pk, version

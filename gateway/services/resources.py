@@ -129,6 +129,8 @@ def _check_write(
     current: StoredResource | None,
     proposed: dict[str, Any] | None,
 ) -> None:
+    if not ctx.policy.inspects_content:
+        return
     current_body = orjson.loads(current.body) if current and current.body else None
     decision = ctx.policy.can_write(resource_type, current_body, proposed)
     if not decision.permitted:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -38,19 +38,15 @@ from gateway.services.bundles_out import bundle
 from gateway.services.context import RequestContext
 from gateway.services.resources import WriteResult, ensure_type, new_id, now_micros
 
-STATUS_TEXT = {
-    200: "200 OK",
-    201: "201 Created",
-    204: "204 No Content",
-    400: "400 Bad Request",
-    403: "403 Forbidden",
-    404: "404 Not Found",
-    405: "405 Method Not Allowed",
-    409: "409 Conflict",
-    410: "410 Gone",
-    412: "412 Precondition Failed",
-    422: "422 Unprocessable Entity",
-}
+
+def status_text(code: int) -> str:
+    """``Bundle.entry.response.status``: the code and its reason phrase (http.html §3.1.0.11)."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
 PROCESSING_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
@@ -187,7 +183,7 @@ def _batch(ctx: RequestContext, raw_entries: list[Any]) -> dict[str, Any]:
             results.append(
                 {
                     "response": {
-                        "status": STATUS_TEXT.get(error.status, str(error.status)),
+                        "status": status_text(error.status),
                         "outcome": error.outcome(),
                     }
                 }
@@ -279,7 +275,7 @@ def _write_response(result: WriteResult) -> dict[str, Any]:
     stored = result.stored
     return {
         "response": {
-            "status": STATUS_TEXT[result.status],
+            "status": status_text(result.status),
             "location": f"{stored.res_type}/{stored.res_id}/_history/{stored.version}",
             "etag": f'W/"{stored.version}"',
             "lastModified": format_instant(stored.last_updated),
@@ -307,7 +303,6 @@ def _run(ctx: RequestContext, entry: Entry, *, in_transaction: bool) -> dict[str
             return _ok(history_service.history(ctx, params=parse_qsl(entry.query)))
         raise BadRequest(f"{entry.where}: request url '{entry.url}' names no resource type")
     resource_type = entry.resource_type
-    handler: Callable[[], dict[str, Any]]
     if entry.method == "POST":
         if entry.tail:
             raise MethodNotAllowed(f"{entry.where}: POST to '{entry.url}' is not supported")
@@ -366,18 +361,13 @@ def _run(ctx: RequestContext, entry: Entry, *, in_transaction: bool) -> dict[str
             resource_service.conditional_delete(
                 ctx, resource_type=resource_type, criteria=entry.query
             )
-        return {"response": {"status": STATUS_TEXT[204]}}
+        return {"response": {"status": status_text(204)}}
     # GET / HEAD
     if entry.resource_id is None:
-        if entry.tail == ["_history"]:
-            handler = lambda: history_service.history(  # noqa: E731
-                ctx, resource_type=resource_type, params=parse_qsl(entry.query)
-            )
-        else:
-            handler = lambda: search_service.search_type(  # noqa: E731
-                ctx, resource_type=resource_type, params=parse_qsl(entry.query)
-            )
-        return _ok(handler())
+        listing = (
+            history_service.history if entry.tail == ["_history"] else search_service.search_type
+        )
+        return _ok(listing(ctx, resource_type=resource_type, params=parse_qsl(entry.query)))
     if entry.tail == ["_history"]:
         return _ok(
             history_service.history(
@@ -401,7 +391,7 @@ def _run(ctx: RequestContext, entry: Entry, *, in_transaction: bool) -> dict[str
     return {
         "resource": orjson.Fragment(stored.body),
         "response": {
-            "status": STATUS_TEXT[200],
+            "status": status_text(200),
             "etag": f'W/"{stored.version}"',
             "lastModified": format_instant(stored.last_updated),
         },
@@ -409,7 +399,7 @@ def _run(ctx: RequestContext, entry: Entry, *, in_transaction: bool) -> dict[str
 
 
 def _ok(resource: dict[str, Any]) -> dict[str, Any]:
-    return {"resource": resource, "response": {"status": STATUS_TEXT[200]}}
+    return {"resource": resource, "response": {"status": status_text(200)}}
 
 
 def _ok_existing(ctx: RequestContext, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -418,7 +408,7 @@ def _ok_existing(ctx: RequestContext, resource_type: str, resource_id: str) -> d
     )
     return {
         "response": {
-            "status": STATUS_TEXT[200],
+            "status": status_text(200),
             "location": f"{resource_type}/{resource_id}/_history/{stored.version}",
             "etag": f'W/"{stored.version}"',
             "lastModified": format_instant(stored.last_updated),
