@@ -19,6 +19,9 @@ class Settings:
     max_transaction_entries: int = 10_000
     # Run service calls in worker threads instead of on the event loop.
     service_threads: bool = False
+    # Every FHIR request needs a bearer token and passes the trust layer's policy. Off
+    # (SILTA_AUTH=off) only for local experiments and the enforcement-off benchmark.
+    auth_required: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -30,6 +33,7 @@ class Settings:
             "default_page_size": int(env.get("SILTA_DEFAULT_PAGE_SIZE", 20)),
             "max_page_size": int(env.get("SILTA_MAX_PAGE_SIZE", 1000)),
             "service_threads": env.get("SILTA_SERVICE_THREADS", "") not in ("", "0", "false"),
+            "auth_required": env.get("SILTA_AUTH", "on").lower() not in ("off", "0", "false"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

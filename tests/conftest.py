@@ -78,7 +78,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 @pytest.fixture
 def settings(database: Database) -> Settings:
-    return Settings(database_url=database.url, public_base_url="http://testserver/fhir")
+    """Settings of the FHIR core tests: no authentication (the trust layer's tests in
+    tests/policy and tests/api/test_auth_enforcement.py turn it on)."""
+    return Settings(
+        database_url=database.url, public_base_url="http://testserver/fhir", auth_required=False
+    )
 
 
 @pytest.fixture

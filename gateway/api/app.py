@@ -1,4 +1,5 @@
-"""The ASGI application: FHIR API under ``/fhir``, one database, one access policy."""
+"""The ASGI application: FHIR API under ``/fhir`` behind one access policy, the admin and
+auth APIs beside it, one database and one access log."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from gateway import __version__
 from gateway.admin.api import router as admin_router
 from gateway.api import errors
 from gateway.api.fhir import fhir_routes, transaction_or_batch
+from gateway.audit.log import AuditLog
 from gateway.auth.routes import auth_routes, smart_configuration
+from gateway.auth.tokens import VerifiedTokens
 from gateway.config import Settings
-from gateway.policy import AccessPolicy, PermitAll
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
@@ -27,7 +29,6 @@ def create_app(
     settings: Settings | None = None,
     *,
     database: Database | None = None,
-    policy: AccessPolicy | None = None,
     migrate: bool = True,
 ) -> Starlette:
     """Builds the application; ``migrate`` brings the schema up to date first.
@@ -50,10 +51,16 @@ def create_app(
     api.include_router(admin_router, prefix=ADMIN_API_PATH)
     api.router.routes.append(Mount("/auth", routes=auth_routes()))
 
+    audit = AuditLog(database)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        database.dispose()
+        audit.start()
+        try:
+            yield
+        finally:
+            audit.stop()
+            database.dispose()
 
     app = Starlette(
         lifespan=lifespan,
@@ -66,11 +73,12 @@ def create_app(
             Mount("/", app=api),
         ],
     )
-    policy = policy or PermitAll()
+    tokens = VerifiedTokens(database)
     for application in (app, api):
         application.state.settings = settings
         application.state.database = database
-        application.state.policy = policy
+        application.state.tokens = tokens
+        application.state.audit = audit
         errors.install(application)
     app.state.api = api
     return app

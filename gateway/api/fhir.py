@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admin.agreements import purpose_system, purposes_of_use
 from gateway.api.http import (
     JSON_PATCH,
     Prefer,
@@ -27,9 +28,13 @@ from gateway.api.http import (
     read_resource_body,
     version_headers,
 )
-from gateway.errors import BadRequest, UnsupportedMediaType, operation_outcome
+from gateway.audit.log import request_records
+from gateway.auth.tokens import bearer_token
+from gateway.errors import BadRequest, FhirError, UnsupportedMediaType, operation_outcome
 from gateway.errors import Issue as OutcomeIssue
 from gateway.fhir.elements import apply_elements, apply_summary
+from gateway.policy import AccessPolicy, PermitAll, Requester
+from gateway.policy.trust import TrustPolicy
 from gateway.services import history as history_service
 from gateway.services import resources as resource_service
 from gateway.services import search as search_service
@@ -37,23 +42,55 @@ from gateway.services import transactions as transaction_service
 from gateway.services import validate as validate_service
 from gateway.services.capability import capability_statement
 from gateway.services.context import RequestContext
-from gateway.services.resources import WriteResult
+from gateway.services.resources import WriteResult, now_micros
 
 T = TypeVar("T")
 
 
+PURPOSE_HEADER = "x-purpose-of-use"
+
+
 def context(request: Request) -> RequestContext:
-    """The service context of one request (settings, database and policy of the app)."""
+    """The service context of one request: settings, database and the access policy of
+    the authenticated requester (SMART Backend Services bearer token)."""
     state = request.app.state
     settings = state.settings
     base = settings.public_base_url or _request_base(request)
+    policy: AccessPolicy
+    if settings.auth_required:
+        principal = state.tokens.principal(
+            bearer_token(request.headers.get("authorization")), audience=base
+        )
+        requester = Requester(
+            client_id=principal.client_id,
+            organization=principal.organization_id,
+            purpose=_purpose(request.headers.get(PURPOSE_HEADER), principal.default_purpose),
+            scopes=principal.scopes,
+        )
+        policy = TrustPolicy(state.database, requester, now_micros())
+    else:
+        policy = PermitAll()
     return RequestContext(
         db=state.database,
         settings=settings,
         base_url=base,
-        policy=state.policy,
+        policy=policy,
         strict_handling=Prefer.parse(request.headers.get("prefer")).strict,
     )
+
+
+def _purpose(header: str | None, default: str | None) -> str | None:
+    """The purpose of use: the ``X-Purpose-Of-Use`` header (a code of the purpose-of-use
+    CodeSystem, optionally as ``system|code``) or the client's registered default."""
+    if header is None:
+        return default
+    system, bar, code = header.strip().rpartition("|")
+    if (bar and system != purpose_system()) or code not in purposes_of_use():
+        raise BadRequest(
+            f"X-Purpose-Of-Use '{header}' is not a purpose of use; use one of "
+            + ", ".join(sorted(purposes_of_use()))
+        )
+    return code
 
 
 def _request_base(request: Request) -> str:
@@ -66,13 +103,55 @@ def _request_base(request: Request) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{scope.get('app_root_path', '')}/fhir"
 
 
-async def call(function: Callable[..., T], /, *, ctx: RequestContext, **kwargs: Any) -> T:
+async def call(
+    function: Callable[..., T], /, *, ctx: RequestContext, request: Request, **kwargs: Any
+) -> T:
     """Runs a service function: inline on the event loop (the default: the store's
     statements take microseconds, less than a hand-off to a worker thread), or in the
-    thread pool when ``SILTA_SERVICE_THREADS`` is set."""
-    if ctx.settings.service_threads:
-        return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
-    return function(ctx=ctx, **kwargs)
+    thread pool when ``SILTA_SERVICE_THREADS`` is set. What it touched goes to the access
+    and disclosure log, whatever its outcome."""
+    status = 200
+    try:
+        if ctx.settings.service_threads:
+            return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
+        return function(ctx=ctx, **kwargs)
+    except FhirError as error:
+        status = error.status
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        requester = ctx.requester
+        if requester is not None:
+            request.app.state.audit.record(
+                request_records(
+                    requester=requester,
+                    action=ACTIONS.get(function.__name__, function.__name__),
+                    status=status,
+                    touched=ctx.policy.touched,
+                    query=f"{request.method} {request.url.path}"
+                    + (f"?{request.url.query}" if request.url.query else ""),
+                    at=now_micros(),
+                )
+            )
+
+
+# Service function → the FHIR interaction it performs (restful-interaction codes).
+ACTIONS = {
+    "read_resource": "read",
+    "vread_resource": "vread",
+    "search_type": "search-type",
+    "create_resource": "create",
+    "update_resource": "update",
+    "conditional_update": "update",
+    "patch_resource": "patch",
+    "delete_resource": "delete",
+    "conditional_delete": "delete",
+    "history": "history",
+    "process_bundle": "transaction",
+    "validate": "operation",
+}
 
 
 def _write_response(
@@ -120,13 +199,13 @@ async def transaction_or_batch(request: Request) -> Response:
             "Only a Bundle may be posted to the base URL", expression=("resourceType",)
         )
     return fhir_response(
-        request, await call(transaction_service.process_bundle, ctx=ctx, body=body)
+        request, await call(transaction_service.process_bundle, request=request, ctx=ctx, body=body)
     )
 
 
 async def system_history(request: Request) -> Response:
     ctx = context(request)
-    result = await call(history_service.history, ctx=ctx, params=_query(request))
+    result = await call(history_service.history, request=request, ctx=ctx, params=_query(request))
     return fhir_response(request, result)
 
 
@@ -135,7 +214,11 @@ async def search(request: Request) -> Response:
     resource_type = request.path_params["resource_type"]
     ctx = context(request)
     result = await call(
-        search_service.search_type, ctx=ctx, resource_type=resource_type, params=_query(request)
+        search_service.search_type,
+        request=request,
+        ctx=ctx,
+        resource_type=resource_type,
+        params=_query(request),
     )
     return fhir_response(request, result)
 
@@ -152,7 +235,11 @@ async def search_post(request: Request) -> Response:
         )
     params = _query(request) + parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     result = await call(
-        search_service.search_type, ctx=ctx, resource_type=resource_type, params=params
+        search_service.search_type,
+        request=request,
+        ctx=ctx,
+        resource_type=resource_type,
+        params=params,
     )
     return fhir_response(request, result)
 
@@ -165,6 +252,7 @@ async def create(request: Request) -> Response:
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
     result = await call(
         resource_service.create_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource=resource,
@@ -184,6 +272,7 @@ async def conditional_update(request: Request) -> Response:
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
     result = await call(
         resource_service.conditional_update,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         criteria=criteria,
@@ -199,6 +288,7 @@ async def conditional_delete(request: Request) -> Response:
     ctx = context(request)
     await call(
         resource_service.conditional_delete,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         criteria=request.url.query,
@@ -210,7 +300,11 @@ async def type_history(request: Request) -> Response:
     resource_type = request.path_params["resource_type"]
     ctx = context(request)
     result = await call(
-        history_service.history, ctx=ctx, resource_type=resource_type, params=_query(request)
+        history_service.history,
+        request=request,
+        ctx=ctx,
+        resource_type=resource_type,
+        params=_query(request),
     )
     return fhir_response(request, result)
 
@@ -224,6 +318,7 @@ async def validate(request: Request) -> Response:
         body = await read_resource_body(request, ctx.settings.max_body_bytes)
     result = await call(
         validate_service.validate,
+        request=request,
         ctx=ctx,
         resource_type=request.path_params["resource_type"],
         resource_id=request.path_params.get("resource_id"),
@@ -240,6 +335,7 @@ async def read(request: Request) -> Response:
     ctx = context(request)
     stored = await call(
         resource_service.read_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -269,6 +365,7 @@ async def update(request: Request) -> Response:
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
     result = await call(
         resource_service.update_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -294,6 +391,7 @@ async def patch(request: Request) -> Response:
         raise BadRequest(f"The JSON Patch is not valid JSON: {exc}") from exc
     result = await call(
         resource_service.patch_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -310,6 +408,7 @@ async def delete(request: Request) -> Response:
     ctx = context(request)
     await call(
         resource_service.delete_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -324,6 +423,7 @@ async def instance_history(request: Request) -> Response:
     ctx = context(request)
     result = await call(
         history_service.history,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,
@@ -340,6 +440,7 @@ async def vread(request: Request) -> Response:
     ctx = context(request)
     stored = await call(
         resource_service.vread_resource,
+        request=request,
         ctx=ctx,
         resource_type=resource_type,
         resource_id=resource_id,

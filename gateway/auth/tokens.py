@@ -363,3 +363,33 @@ def verify_access_token(
         token_id=str(claims["jti"]),
         expires_at=exp,
     )
+
+
+class VerifiedTokens:
+    """Access tokens already verified, kept until they expire or for ``recheck_seconds``
+    (after which the signature and the client's status are checked again), so a client
+    that reuses its token pays for the signature check once, not on every request."""
+
+    def __init__(
+        self, db: Database, *, recheck_seconds: int = 30, max_entries: int = 10_000
+    ) -> None:
+        self.db = db
+        self.recheck_seconds = recheck_seconds
+        self.max_entries = max_entries
+        self._verified: dict[tuple[str, str], tuple[Principal, float]] = {}
+
+    def principal(self, token: str | None, *, audience: str) -> Principal:
+        now = time.time()
+        if token:
+            hit = self._verified.get((token, audience))
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        principal = verify_access_token(self.db, token, audience=audience, now=int(now))
+        assert token is not None
+        if len(self._verified) >= self.max_entries:
+            self._verified.clear()
+        self._verified[(token, audience)] = (
+            principal,
+            min(float(principal.expires_at), now + self.recheck_seconds),
+        )
+        return principal

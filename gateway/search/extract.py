@@ -34,6 +34,7 @@ __all__ = [
     "INDEXED_TABLE_KEYS",
     "INDEX_COLUMNS",
     "extract_index_rows",
+    "extract_param_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -337,3 +338,18 @@ def extract_index_rows(resource: dict[str, Any]) -> dict[str, list[dict[str, Any
         if values:
             indexer(code, values, add)
     return {key: list(map(_BUILDERS[key], rows)) for key, rows in found.items()}
+
+
+def extract_param_rows(resource: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    """The index rows of one search parameter of ``resource`` (any table)."""
+    rows: dict[tuple[str, _Row], None] = {}
+
+    def add(table: str, row: _Row) -> None:
+        rows[(table, row)] = None
+
+    for param_code, indexer, evaluate in _plan(resource.get("resourceType", "")):
+        if param_code == code:
+            values = evaluate(resource)
+            if values:
+                indexer(code, values, add)
+    return [_BUILDERS[table](row) for table, row in rows]

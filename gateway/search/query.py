@@ -49,6 +49,7 @@ from gateway.search.params import (
     parse_search,
 )
 from gateway.search.values import normalize_string, to_micros
+from gateway.store.repository import Visibility
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
 
 _DAY_MICROS = 86_400 * 1_000_000
@@ -61,6 +62,8 @@ _ROW_COLUMNS = (
     resource.c.version,
     resource.c.last_updated,
     resource.c.body,
+    resource.c.custodian,
+    resource.c.client,
 )
 
 
@@ -74,6 +77,8 @@ class StoredRow:
     version: int
     last_updated: int
     body: bytes
+    custodian: str | None = None
+    client: str | None = None
 
 
 @dataclass(slots=True)
@@ -96,6 +101,8 @@ def _stored_row(row: Any) -> StoredRow:
         version=row.version,
         last_updated=row.last_updated,
         body=bytes(row.body) if row.body is not None else b"",
+        custodian=row.custodian,
+        client=row.client,
     )
 
 
@@ -144,9 +151,10 @@ class _ConditionBuilder:
     subquery, as the only indexed way in.
     """
 
-    def __init__(self, dialect_name: str, now: int) -> None:
+    def __init__(self, dialect_name: str, now: int, visibility: Visibility | None = None) -> None:
         self.sqlite = dialect_name == "sqlite"
         self.now = now
+        self.visibility = visibility
 
     def type_filter(
         self, res: FromClause, resource_type: str, *, indexable: bool
@@ -249,11 +257,15 @@ class _ConditionBuilder:
     def _subject_rows(self, target: FromClause, criterion: Criterion) -> list[ColumnElement[bool]]:
         """Current rows of ``target`` (an alias of ``resource``) that match ``criterion``."""
         positive = self.matching_pks(criterion) is not None
-        return [
+        conditions = [
             self.type_filter(target, criterion.resource_type, indexable=not positive),
             target.c.deleted.is_(False),
             self.condition(criterion, target),
         ]
+        if self.visibility is not None:
+            # A chain may not reveal anything of a resource the requester cannot see.
+            conditions.append(self.visibility(target))
+        return conditions
 
     def _chain(self, criterion: Criterion, correlated_to: FromClause | None) -> Select[Any]:
         per_target: list[ColumnElement[bool]] = []
@@ -652,12 +664,12 @@ class _Search:
         self,
         conn: Connection,
         request: SearchRequest,
-        extra_where: Sequence[ColumnElement[bool]],
+        visibility: Visibility | None,
     ) -> None:
         self.conn = conn
         self.request = request
-        self.extra_where = tuple(extra_where)
-        self.builder = _ConditionBuilder(conn.dialect.name, _now_micros())
+        self.extra_where = () if visibility is None else (visibility(resource),)
+        self.builder = _ConditionBuilder(conn.dialect.name, _now_micros(), visibility)
         self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
         self._positive_sizes: list[int] | None = None
 
@@ -952,14 +964,14 @@ def execute_search(
     conn: Connection,
     request: SearchRequest,
     *,
-    extra_where: Sequence[ColumnElement[bool]] = (),
+    visibility: Visibility | None = None,
 ) -> SearchPage:
     """Runs a parsed search and returns one page (search.html §3.1.1).
 
-    ``extra_where`` holds further conditions on the ``resource`` table (access policy); they
-    apply to the matches and to the included resources alike.
+    ``visibility`` is the access policy's condition on a ``resource`` row; it applies to
+    the matches, the totals, the chained and ``_has`` resources and the included ones.
     """
-    return _Search(conn, request, extra_where).page()
+    return _Search(conn, request, visibility).page()
 
 
 def find_matches(
@@ -968,7 +980,7 @@ def find_matches(
     query: Sequence[tuple[str, str]],
     *,
     limit: int = 2,
-    extra_where: Sequence[ColumnElement[bool]] = (),
+    visibility: Visibility | None = None,
 ) -> list[StoredRow]:
     """Up to ``limit`` current resources matching the criteria of a conditional
     create/update/delete or conditional reference (http.html §3.1.0.8, search.html).
@@ -980,7 +992,7 @@ def find_matches(
     )
     if not request.criteria:
         raise InvalidSearch(f"A conditional {resource_type} query needs at least one criterion")
-    search = _Search(conn, request, extra_where)
+    search = _Search(conn, request, visibility)
     statement = (
         select(*_ROW_COLUMNS).where(*search.match_conditions()).order_by(resource.c.pk).limit(limit)
     )

@@ -2,7 +2,8 @@
 
 Stored bodies are embedded with ``orjson.Fragment`` so a page of results is written
 without decoding and re-encoding each resource, unless the resource must be changed
-(policy redaction, ``_summary``, ``_elements``). R4 bundle.html §2.36.
+(policy redaction, ``_summary``, ``_elements``). Every resource passes the access
+policy. R4 bundle.html §2.36.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from urllib.parse import urlencode
 import orjson
 
 from gateway.fhir.elements import apply_elements, apply_summary
+from gateway.search.query import StoredRow
 from gateway.search.values import format_instant
 from gateway.services.context import RequestContext
+from gateway.store.repository import StoredResource
 
 
 def embed(
     ctx: RequestContext,
-    res_type: str,
-    body: bytes,
+    row: StoredRow | StoredResource,
     *,
     summary: str | None = None,
     elements: tuple[str, ...] | None = None,
@@ -29,14 +31,13 @@ def embed(
 
     Returns None when the policy does not let the requester see it.
     """
-    policy = ctx.policy
-    if not policy.inspects_content and not summary and not elements:
-        return orjson.Fragment(body)
-    resource: dict[str, Any] = orjson.loads(body)
-    if policy.inspects_content:
-        if not policy.can_see(res_type, resource).permitted:
-            return None
-        resource = policy.will_see(res_type, resource)
+    assert row.body is not None
+    shown = ctx.policy.disclose(row.res_type, row.res_id, row.custodian, row.client, row.body)
+    if shown is None:
+        return None
+    if not summary and not elements:
+        return orjson.Fragment(shown) if isinstance(shown, bytes) else shown
+    resource: dict[str, Any] = orjson.loads(shown) if isinstance(shown, bytes) else shown
     if summary:
         resource = apply_summary(resource, summary)
     if elements:

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
+from gateway.auth.scopes import permits
+from gateway.auth.tokens import InsufficientScope
 from gateway.config import Settings
-from gateway.policy import AccessPolicy, PermitAll
+from gateway.policy import AccessPolicy, Decision, PermitAll, Requester, Touched, Verdict
 from gateway.store.database import Database
 from gateway.store.raw import RawExecutor
+from gateway.store.repository import StoredResource
 
 
 @dataclass
@@ -58,6 +61,35 @@ class RequestContext:
             return
         with self.db.read_raw() as executor:
             yield executor
+
+    @property
+    def requester(self) -> Requester | None:
+        """Who asks (None when the gateway runs without authentication)."""
+        return self.policy.requester
+
+    def authorize(self, resource_type: str, interaction: str) -> None:
+        """403 unless the token's scopes allow ``interaction`` on ``resource_type``
+        (SMART v2 ``cruds`` letters, v1 ``read``/``write``)."""
+        requester = self.policy.requester
+        if requester is not None and not permits(requester.scopes, resource_type, interaction):
+            raise InsufficientScope(
+                f"The access token does not allow {interaction} on {resource_type}"
+            )
+
+    def wrote(self, stored: StoredResource) -> None:
+        """Records a written resource for the access log."""
+        if self.policy.requester is not None:
+            self.policy.touched.append(
+                Touched(
+                    stored.res_type,
+                    stored.res_id,
+                    stored.custodian,
+                    stored.client,
+                    Decision(
+                        Verdict.PERMIT, f"{stored.method or 'write'} by the requester", "write"
+                    ),
+                )
+            )
 
     def url_for(self, resource_type: str, resource_id: str, version: int | None = None) -> str:
         url = f"{self.base_url}/{resource_type}/{resource_id}"

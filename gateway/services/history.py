@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.auth.scopes import permits
+from gateway.auth.tokens import InsufficientScope
 from gateway.errors import BadRequest, NotFound
 from gateway.search.cursor import ColumnKind, Cursor, decode_cursor, encode_cursor
 from gateway.search.values import date_range, format_instant
@@ -31,6 +33,9 @@ def history(
     """The history Bundle of one resource, one type, or the whole system."""
     if resource_type is not None:
         ensure_type(resource_type)
+        ctx.authorize(resource_type, "read" if resource_id is not None else "search")
+    elif ctx.requester is not None and not permits(ctx.requester.scopes, "*", "search"):
+        raise InsufficientScope("System history needs a search scope on every type (system/*.s)")
     count = ctx.settings.default_page_size
     since: int | None = None
     at: tuple[int, int] | None = None
@@ -52,13 +57,18 @@ def history(
                 f"Invalid value '{value}' for {name}: {exc}", expression=(name,)
             ) from exc
 
+    visibility = ctx.policy.visibility()
     with ctx.read() as conn:
-        if (
-            resource_id is not None
-            and resource_type is not None
-            and repository.get_current(RawExecutor.of(conn), resource_type, resource_id) is None
-        ):
-            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        if resource_id is not None and resource_type is not None:
+            current = repository.get_current(RawExecutor.of(conn), resource_type, resource_id)
+            if current is None or (
+                current.body is not None
+                and ctx.policy.disclose(
+                    resource_type, resource_id, current.custodian, current.client, current.body
+                )
+                is None
+            ):
+                raise NotFound(f"{resource_type}/{resource_id} is not known")
         rows = repository.history(
             conn,
             res_type=resource_type,
@@ -67,6 +77,7 @@ def history(
             at=at,
             before=cursor,
             limit=count + 1,
+            visibility=visibility,
         )
     has_next = len(rows) > count
     rows = rows[:count]
@@ -90,7 +101,7 @@ def history(
     for row in rows:
         entry: dict[str, Any] = {"fullUrl": ctx.url_for(row.res_type, row.res_id)}
         if row.body is not None:
-            shown = embed(ctx, row.res_type, row.body)
+            shown = embed(ctx, row)
             if shown is None:
                 continue
             entry["resource"] = shown

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,6 +31,8 @@ from gateway.errors import (
 )
 from gateway.fhir.resource_types import is_stored_type
 from gateway.fhir.validation import validate_resource
+from gateway.policy.facts import client_of, consent_grant_rows
+from gateway.policy.rules import access_rules
 from gateway.search.extract import extract_index_rows
 from gateway.search.query import find_matches
 from gateway.search.values import format_instant
@@ -96,6 +98,38 @@ def _validated(resource_type: str, resource: dict[str, Any]) -> None:
         raise Unprocessable(issues[0].diagnostics, issues=issues)
 
 
+def _tag_custodian(resource: dict[str, Any], custodian: str | None) -> None:
+    """Makes ``meta.tag`` show the custodian of the stored row, whatever the client sent
+    (the custodian is set by the server and never changes)."""
+    system = access_rules().custodian_tag_system
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    kept = (
+        [t for t in tags if not (isinstance(t, dict) and t.get("system") == system)]
+        if isinstance(tags, list)
+        else []
+    )
+    if custodian is not None:
+        kept.append({"system": system, "code": custodian})
+    if kept or isinstance(tags, list):
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        if kept:
+            meta["tag"] = kept
+        else:
+            meta.pop("tag", None)
+        resource["meta"] = meta
+
+
+def _derived_rows(
+    resource_type: str, resource_id: str, resource: dict[str, Any]
+) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
+    """The search-index and consent-grant rows of a resource, and its client."""
+    rows = extract_index_rows(resource)
+    if resource_type == "Consent":
+        rows["consent_grant"] = consent_grant_rows(resource)
+    return rows, client_of(resource_type, resource_id, rows)
+
+
 def _stamp(resource: dict[str, Any], resource_id: str, version: int, now: int) -> bytes:
     """Sets id and server-owned meta (R4 resource.html Meta) and serialises the body."""
     resource["id"] = resource_id
@@ -124,17 +158,24 @@ def _content_equal(stored_body: bytes | None, proposed: dict[str, Any]) -> bool:
 
 
 def _check_write(
-    ctx: RequestContext,
-    resource_type: str,
-    current: StoredResource | None,
-    proposed: dict[str, Any] | None,
+    ctx: RequestContext, resource_type: str, resource_id: str, current: StoredResource | None
 ) -> None:
-    if not ctx.policy.inspects_content:
+    """Asks the policy whether the requester may write over ``current`` (None: a new
+    resource, which becomes the requester's own)."""
+    if ctx.requester is None:
         return
-    current_body = orjson.loads(current.body) if current and current.body else None
-    decision = ctx.policy.can_write(resource_type, current_body, proposed)
+    existing = current is not None and not current.deleted and current.body is not None
+    decision = ctx.policy.check_write(
+        resource_type,
+        resource_id,
+        current.custodian if current else None,
+        orjson.loads(current.body) if existing and current and current.body else None,
+        current.client if current else None,
+    )
     if not decision.permitted:
-        raise Forbidden(f"Writing {resource_type} is not permitted: {decision.reason}")
+        raise Forbidden(
+            f"Writing {resource_type}/{resource_id} is not permitted: {decision.reason}"
+        )
 
 
 def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
@@ -154,6 +195,7 @@ def _current_for_write(
 
 
 def _insert(
+    ctx: RequestContext,
     conn: Connection,
     resource_type: str,
     resource_id: str,
@@ -161,7 +203,10 @@ def _insert(
     method: str = "POST",
 ) -> WriteResult:
     now = now_micros()
+    custodian = ctx.policy.custodian
+    _tag_custodian(resource, custodian)
     body = _stamp(resource, resource_id, 1, now)
+    rows, client = _derived_rows(resource_type, resource_id, resource)
     try:
         pk = repository.insert_new(
             RawExecutor.of(conn),
@@ -169,19 +214,25 @@ def _insert(
             res_id=resource_id,
             body=body,
             now=now,
-            index_rows=extract_index_rows(resource),
+            index_rows=rows,
             method=method,
+            custodian=custodian,
+            client=client,
         )
     except conn.dialect.loaded_dbapi.IntegrityError as exc:
         # The whole transaction rolls back with this error: nothing is half-written.
         raise Conflict(
             f"{resource_type}/{resource_id} was created by another request at the same time"
         ) from exc
-    stored = StoredResource(pk, resource_type, resource_id, 1, now, False, body, method)
+    stored = StoredResource(
+        pk, resource_type, resource_id, 1, now, False, body, method, custodian, client
+    )
+    ctx.wrote(stored)
     return WriteResult(stored=stored, resource=resource, created=True)
 
 
 def _new_version(
+    ctx: RequestContext,
     conn: Connection,
     current: StoredResource,
     resource: dict[str, Any] | None,
@@ -189,8 +240,13 @@ def _new_version(
 ) -> WriteResult:
     now = max(now_micros(), current.last_updated + 1)
     version = current.version + 1
-    body = None if resource is None else _stamp(resource, current.res_id, version, now)
-    rows = {} if resource is None else extract_index_rows(resource)
+    body: bytes | None = None
+    rows: dict[str, list[dict[str, Any]]] = {}
+    client = current.client
+    if resource is not None:
+        _tag_custodian(resource, current.custodian)
+        body = _stamp(resource, current.res_id, version, now)
+        rows, client = _derived_rows(current.res_type, current.res_id, resource)
     try:
         repository.replace_current(
             RawExecutor.of(conn),
@@ -200,14 +256,25 @@ def _new_version(
             now=now,
             method=method,
             index_rows=rows,
+            client=client,
         )
     except StaleVersion as exc:
         raise Conflict(
             f"{current.res_type}/{current.res_id} was changed by another request; read it again"
         ) from exc
     stored = StoredResource(
-        current.pk, current.res_type, current.res_id, version, now, body is None, body, method
+        current.pk,
+        current.res_type,
+        current.res_id,
+        version,
+        now,
+        body is None,
+        body,
+        method,
+        current.custodian,
+        client,
     )
+    ctx.wrote(stored)
     return WriteResult(stored=stored, resource=resource, created=current.deleted)
 
 
@@ -224,13 +291,20 @@ def create_resource(
     The server assigns the id; ``assigned_id`` is the one a transaction Bundle decided.
     """
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "create")
     _check_body_type(resource_type, resource)
     resource.pop("id", None)
     _validated(resource_type, resource)
     with ctx.write() as conn:
         if if_none_exist:
             _lock_condition(ctx, conn, f"{resource_type}?{if_none_exist}")
-            matches = find_matches(conn, resource_type, parse_qsl(if_none_exist), limit=2)
+            matches = find_matches(
+                conn,
+                resource_type,
+                parse_qsl(if_none_exist),
+                limit=2,
+                visibility=ctx.policy.visibility(),
+            )
             if len(matches) > 1:
                 raise PreconditionFailed(
                     f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources"
@@ -246,18 +320,21 @@ def create_resource(
                         existing.last_updated,
                         False,
                         existing.body,
+                        "",
+                        existing.custodian,
+                        existing.client,
                     ),
                     resource=None,
                     created=False,
                     changed=False,
                 )
-        _check_write(ctx, resource_type, None, resource)
-        return _insert(conn, resource_type, assigned_id or new_id(), resource)
+        return _insert(ctx, conn, resource_type, assigned_id or new_id(), resource)
 
 
 def read_resource(ctx: RequestContext, *, resource_type: str, resource_id: str) -> StoredResource:
     """read (R4 http.html §3.1.0.2): 404 unknown, 410 deleted."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "read")
     with ctx.read_raw() as db:
         stored = repository.get_current(db, resource_type, resource_id)
     if stored is None:
@@ -271,25 +348,18 @@ def read_resource(ctx: RequestContext, *, resource_type: str, resource_id: str) 
 
 
 def _visible(ctx: RequestContext, stored: StoredResource) -> StoredResource:
-    """Applies the policy's can_see / will_see to one stored resource."""
-    if not ctx.policy.inspects_content or stored.body is None:
+    """The form of one stored resource the policy lets the requester see; a resource it
+    may not see is answered as unknown (404), never as forbidden."""
+    if stored.body is None:
         return stored
-    resource = orjson.loads(stored.body)
-    if not ctx.policy.can_see(stored.res_type, resource).permitted:
-        raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
-    shown = ctx.policy.will_see(stored.res_type, resource)
-    if shown is resource:
-        return stored
-    return StoredResource(
-        stored.pk,
-        stored.res_type,
-        stored.res_id,
-        stored.version,
-        stored.last_updated,
-        stored.deleted,
-        orjson.dumps(shown),
-        stored.method,
+    shown = ctx.policy.disclose(
+        stored.res_type, stored.res_id, stored.custodian, stored.client, stored.body
     )
+    if shown is None:
+        raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
+    if isinstance(shown, bytes):
+        return stored
+    return replace(stored, body=orjson.dumps(shown))
 
 
 def vread_resource(
@@ -297,6 +367,7 @@ def vread_resource(
 ) -> StoredResource:
     """vread (R4 http.html §3.1.0.3)."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "read")
     if not version.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version}'")
     with ctx.read_raw() as db:
@@ -319,6 +390,7 @@ def update_resource(
     """update (R4 http.html §3.1.0.4), update-as-create with a client id, and If-Match
     version checks (§3.1.0.5.2, 412 on a stale version)."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "update")
     _check_body_type(resource_type, resource)
     body_id = resource.get("id")
     if body_id is None:
@@ -346,18 +418,22 @@ def _write_over(
     resource: dict[str, Any],
     expected_version: int | None,
     method: str,
+    *,
+    checked: bool = False,
 ) -> WriteResult:
     if expected_version is not None and (current is None or current.version != expected_version):
         have = "does not exist" if current is None else f"is at version {current.version}"
         raise PreconditionFailed(
             f"{resource_type}/{resource_id} {have}, not version {expected_version} (If-Match)"
         )
-    _check_write(ctx, resource_type, current, resource)
+    if not checked:
+        _check_write(ctx, resource_type, resource_id, current)
     if current is None:
-        return _insert(conn, resource_type, resource_id, resource, method)
+        return _insert(ctx, conn, resource_type, resource_id, resource, method)
+    _tag_custodian(resource, current.custodian)
     if not current.deleted and _content_equal(current.body, resource):
         return WriteResult(stored=current, resource=None, changed=False)
-    return _new_version(conn, current, resource, method)
+    return _new_version(ctx, conn, current, resource, method)
 
 
 def conditional_update(
@@ -370,12 +446,19 @@ def conditional_update(
 ) -> WriteResult:
     """Conditional update (R4 http.html §3.1.0.4.3): none → create, one → update, many → 412."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "update")
     _check_body_type(resource_type, resource)
     _validated(resource_type, resource)
     expected = parse_version_tag(if_match) if if_match else None
     with ctx.write() as conn:
         _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
-        matches = find_matches(conn, resource_type, parse_qsl(criteria), limit=2)
+        matches = find_matches(
+            conn,
+            resource_type,
+            parse_qsl(criteria),
+            limit=2,
+            visibility=ctx.policy.visibility(),
+        )
         if len(matches) > 1:
             raise PreconditionFailed(
                 f"Conditional update criteria '{criteria}' match {len(matches)} resources"
@@ -404,6 +487,7 @@ def patch_resource(
 ) -> WriteResult:
     """patch with JSON Patch (R4 http.html §3.1.0.6, RFC 6902)."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "update")
     if not isinstance(patch, list):
         raise BadRequest("A JSON Patch document must be a JSON array of operations")
     expected = parse_version_tag(if_match) if if_match else None
@@ -413,6 +497,7 @@ def patch_resource(
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current.deleted or current.body is None:
             raise Gone(f"{resource_type}/{resource_id} was deleted")
+        _check_write(ctx, resource_type, resource_id, current)
         original = orjson.loads(current.body)
         try:
             patched = jsonpatch.apply_patch(original, patch)
@@ -428,7 +513,7 @@ def patch_resource(
             raise Unprocessable("A patch may not change the resource id", expression=("id",))
         _validated(resource_type, patched)
         return _write_over(
-            ctx, conn, resource_type, resource_id, current, patched, expected, "PATCH"
+            ctx, conn, resource_type, resource_id, current, patched, expected, "PATCH", checked=True
         )
 
 
@@ -445,6 +530,7 @@ def delete_resource(
     Deleting an unknown or already deleted resource succeeds and changes nothing.
     """
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "delete")
     expected = parse_version_tag(if_match) if if_match else None
     with ctx.write() as conn:
         current = _current_for_write(ctx, conn, resource_type, resource_id)
@@ -454,19 +540,26 @@ def delete_resource(
             )
         if current is None or current.deleted:
             return DeleteResult(deleted=0)
-        _check_write(ctx, resource_type, current, None)
-        _new_version(conn, current, None, "DELETE")
+        _check_write(ctx, resource_type, resource_id, current)
+        _new_version(ctx, conn, current, None, "DELETE")
         return DeleteResult(deleted=1)
 
 
 def conditional_delete(ctx: RequestContext, *, resource_type: str, criteria: str) -> DeleteResult:
     """Conditional delete (R4 http.html §3.1.0.7.1): one match deleted; several → 412."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "delete")
     if not criteria:
         raise MethodNotAllowed("A delete on the type needs search criteria (conditional delete)")
     with ctx.write() as conn:
         _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
-        matches = find_matches(conn, resource_type, parse_qsl(criteria), limit=2)
+        matches = find_matches(
+            conn,
+            resource_type,
+            parse_qsl(criteria),
+            limit=2,
+            visibility=ctx.policy.visibility(),
+        )
         if len(matches) > 1:
             raise PreconditionFailed(
                 f"Conditional delete criteria '{criteria}' match {len(matches)} resources"

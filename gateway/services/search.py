@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.auth.scopes import permits
 from gateway.errors import operation_outcome
 from gateway.search.params import parse_search
 from gateway.search.query import execute_search
@@ -17,6 +18,7 @@ def search_type(
 ) -> dict[str, Any]:
     """Searches one resource type; returns the searchset Bundle."""
     ensure_type(resource_type)
+    ctx.authorize(resource_type, "search")
     request, warnings = parse_search(
         resource_type,
         params,
@@ -25,7 +27,7 @@ def search_type(
         max_count=ctx.settings.max_page_size,
     )
     with ctx.read() as conn:
-        page = execute_search(conn, request, extra_where=ctx.policy.search_filter(resource_type))
+        page = execute_search(conn, request, visibility=ctx.policy.visibility())
 
     base = f"{ctx.base_url}/{resource_type}"
     query = request.canonical_query()
@@ -46,7 +48,9 @@ def search_type(
     summary = request.summary if request.summary not in (None, "false", "count") else None
     for mode, rows in (("match", page.matches), ("include", page.included)):
         for row in rows:
-            shown = embed(ctx, row.res_type, row.body, summary=summary, elements=request.elements)
+            if mode == "include" and not _may_read(ctx, row.res_type):
+                continue
+            shown = embed(ctx, row, summary=summary, elements=request.elements)
             if shown is None:
                 continue
             entries.append(
@@ -65,6 +69,12 @@ def search_type(
         link=links,
         entry=entries or None,
     )
+
+
+def _may_read(ctx: RequestContext, resource_type: str) -> bool:
+    """Included resources of another type need the token's read scope for that type."""
+    requester = ctx.requester
+    return requester is None or permits(requester.scopes, resource_type, "read")
 
 
 def _with_cursor(query: list[tuple[str, str]], cursor: str | None) -> list[tuple[str, str]]:

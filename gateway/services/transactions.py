@@ -199,7 +199,11 @@ def _assign_ids(ctx: RequestContext, conn: Connection, entries: list[Entry]) -> 
             ensure_type(entry.resource_type)
             if entry.if_none_exist:
                 matches = find_matches(
-                    conn, entry.resource_type, parse_qsl(entry.if_none_exist), limit=2
+                    conn,
+                    entry.resource_type,
+                    parse_qsl(entry.if_none_exist),
+                    limit=2,
+                    visibility=ctx.policy.visibility(),
                 )
                 if len(matches) > 1:
                     raise PreconditionFailed(
@@ -212,7 +216,13 @@ def _assign_ids(ctx: RequestContext, conn: Connection, entries: list[Entry]) -> 
         elif entry.method == "PUT" and entry.resource_type:
             ensure_type(entry.resource_type)
             if entry.resource_id is None and entry.query:
-                matches = find_matches(conn, entry.resource_type, parse_qsl(entry.query), limit=2)
+                matches = find_matches(
+                    conn,
+                    entry.resource_type,
+                    parse_qsl(entry.query),
+                    limit=2,
+                    visibility=ctx.policy.visibility(),
+                )
                 if len(matches) > 1:
                     raise PreconditionFailed(
                         f"{entry.where}: conditional update '{entry.url}' matches "
@@ -259,7 +269,9 @@ def _resolve_reference(
     if "?" in reference and "://" not in reference:
         resource_type, _, criteria = reference.partition("?")
         ensure_type(resource_type)
-        matches = find_matches(conn, resource_type, parse_qsl(criteria), limit=2)
+        matches = find_matches(
+            conn, resource_type, parse_qsl(criteria), limit=2, visibility=ctx.policy.visibility()
+        )
         if len(matches) != 1:
             raise PreconditionFailed(
                 f"{where}: conditional reference '{reference}' matches {len(matches)} resources, "

@@ -7,14 +7,25 @@ the version they read (optimistic concurrency), so two writers can never both wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from gateway.store.raw import RawExecutor, RawStatement
-from gateway.store.schema import INDEX_TABLES, resource, resource_version
+from gateway.store.schema import DERIVED_TABLES, resource, resource_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,12 @@ class StoredResource:
     deleted: bool
     body: bytes | None
     method: str = ""
+    custodian: str | None = None
+    client: str | None = None
+
+
+# The access policy's condition on a row of ``resource`` (or an alias of it).
+Visibility = Callable[[FromClause], ColumnElement[bool]]
 
 
 class StaleVersion(Exception):
@@ -43,6 +60,8 @@ _CURRENT_COLUMNS = (
     resource.c.last_updated,
     resource.c.deleted,
     resource.c.body,
+    resource.c.custodian,
+    resource.c.client,
 )
 _BY_ID = (resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
 _v = resource_version.c
@@ -59,6 +78,8 @@ SELECT_VERSION = RawStatement(
         _v.deleted,
         _v.body,
         _v.method,
+        resource.c.custodian,
+        resource.c.client,
     )
     .join(resource, resource.c.pk == _v.resource_pk)
     .where(*_BY_ID, _v.version == bindparam("version"))
@@ -68,7 +89,16 @@ INSERT_RESOURCE = RawStatement(
     .values(
         {
             name: bindparam(name)
-            for name in ("res_type", "res_id", "version", "last_updated", "deleted", "body")
+            for name in (
+                "res_type",
+                "res_id",
+                "version",
+                "last_updated",
+                "deleted",
+                "body",
+                "custodian",
+                "client",
+            )
         }
     )
     .returning(resource.c.pk)
@@ -84,16 +114,22 @@ UPDATE_CURRENT = RawStatement(
         last_updated=bindparam("last_updated"),
         deleted=bindparam("deleted"),
         body=bindparam("body"),
+        client=bindparam("client"),
     )
 )
 DELETE_INDEX = {
     key: RawStatement(delete(table).where(table.c.resource_pk == bindparam("pk")))
-    for key, table in INDEX_TABLES.items()
+    for key, table in DERIVED_TABLES.items()
 }
 
 
-def _stored(row: Sequence[Any]) -> StoredResource:
+def _stored(row: Sequence[Any], *, method: str = "") -> StoredResource:
+    """A row of ``_CURRENT_COLUMNS`` (or of SELECT_VERSION, whose method comes eighth)."""
     body = row[6]
+    if len(row) > 9:
+        method, custodian, client = row[7], row[8], row[9]
+    else:
+        custodian, client = row[7], row[8]
     return StoredResource(
         row[0],
         row[1],
@@ -102,7 +138,9 @@ def _stored(row: Sequence[Any]) -> StoredResource:
         row[4],
         bool(row[5]),
         bytes(body) if body is not None else None,
-        row[7] if len(row) > 7 else "",
+        method,
+        custodian,
+        client,
     )
 
 
@@ -133,6 +171,8 @@ def insert_new(
     now: int,
     index_rows: Mapping[str, Sequence[dict[str, Any]]],
     method: str = "POST",
+    custodian: str | None = None,
+    client: str | None = None,
 ) -> int:
     """Stores version 1 of a new resource; returns its primary key."""
     row = db.fetchone(
@@ -144,6 +184,8 @@ def insert_new(
             "last_updated": now,
             "deleted": False,
             "body": body,
+            "custodian": custodian,
+            "client": client,
         },
     )
     assert row is not None
@@ -162,10 +204,12 @@ def replace_current(
     now: int,
     method: str,
     index_rows: Mapping[str, Sequence[dict[str, Any]]],
+    client: str | None = None,
 ) -> None:
     """Writes a new version over ``current``; raises StaleVersion if it changed meanwhile.
 
-    ``body`` None records a deletion (R4 http.html §3.1.0.7.1: history keeps it).
+    ``body`` None records a deletion (R4 http.html §3.1.0.7.1: history keeps it). The
+    custodian never changes; the client is that of the new version.
     """
     changed = db.execute(
         UPDATE_CURRENT,
@@ -176,6 +220,7 @@ def replace_current(
             "last_updated": now,
             "deleted": body is None,
             "body": body,
+            "client": client,
         },
     )
     if changed != 1:
@@ -216,7 +261,7 @@ def write_index(
     for table_key, rows in index_rows.items():
         if rows:
             db.insert_rows(
-                INDEX_TABLES[table_key],
+                DERIVED_TABLES[table_key],
                 [{"resource_pk": pk, "res_type": res_type, **row} for row in rows],
             )
 
@@ -235,20 +280,31 @@ def history(
     at: tuple[int, int] | None = None,
     before: tuple[int, int, int] | None = None,
     limit: int,
+    visibility: Visibility | None = None,
 ) -> list[StoredResource]:
     """Versions newest first (R4 http.html §3.1.0.7), optionally after a keyset position.
 
     ``before`` is (last_updated, resource_pk, version) of the last row already returned;
-    ``at`` keeps the versions that were current at some point in ``[low, high)``.
+    ``at`` keeps the versions that were current at some point in ``[low, high)``;
+    ``visibility`` (the access policy's condition on ``resource``) hides whole resources.
     """
     v = resource_version.c
     query = select(
-        v.resource_pk, v.res_type, v.res_id, v.version, v.last_updated, v.deleted, v.body, v.method
-    )
+        v.resource_pk,
+        v.res_type,
+        v.res_id,
+        v.version,
+        v.last_updated,
+        v.deleted,
+        v.body,
+        v.method,
+        resource.c.custodian,
+        resource.c.client,
+    ).join(resource, resource.c.pk == v.resource_pk)
+    if visibility is not None:
+        query = query.where(visibility(resource))
     if res_id is not None:
-        query = query.join(resource, resource.c.pk == v.resource_pk).where(
-            resource.c.res_type == res_type, resource.c.res_id == res_id
-        )
+        query = query.where(resource.c.res_type == res_type, resource.c.res_id == res_id)
     elif res_type is not None:
         query = query.where(v.res_type == res_type)
     if since is not None:
@@ -274,4 +330,4 @@ def history(
     query = query.order_by(v.last_updated.desc(), v.resource_pk.desc(), v.version.desc()).limit(
         limit
     )
-    return [StoredResource(*row) for row in conn.execute(query)]
+    return [_stored(row) for row in conn.execute(query)]

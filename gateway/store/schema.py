@@ -41,8 +41,13 @@ resource = Table(
     Column("last_updated", BigInteger, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("body", LargeBinary, nullable=True),
+    # The data controller that holds the resource (the organisation of the client that
+    # created it; never changes) and the id of the Patient the resource is about.
+    Column("custodian", String(64), nullable=True),
+    Column("client", String(64), nullable=True),
     UniqueConstraint("res_type", "res_id", name="uq_resource_type_id"),
     Index("ix_resource_type_updated", "res_type", "last_updated"),
+    Index("ix_resource_custodian", "res_type", "custodian"),
 )
 
 resource_version = Table(
@@ -126,6 +131,20 @@ sp_uri = _index_table(
     indexes=(Index("ix_sp_uri_lookup", "res_type", "param", "value"),),
 )
 
+# What the Consents in force permit or deny (consent.html §2.1.3.2 provisions), one row per
+# (patient, actor, purpose, class of data) of each active Consent; ``*`` matches anything.
+consent_grant = _index_table(
+    "sp_consent_grant",
+    Column("patient_id", String(64), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("data_class", String(64), nullable=False),
+    Column("effect", String(8), nullable=False),
+    Column("period_low", BigInteger, nullable=True),
+    Column("period_high", BigInteger, nullable=True),
+    indexes=(Index("ix_sp_consent_grant_lookup", "patient_id", "actor", "effect"),),
+)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": sp_token,
     "string": sp_string,
@@ -134,3 +153,6 @@ INDEX_TABLES: dict[str, Table] = {
     "number": sp_number,
     "uri": sp_uri,
 }
+
+# Every table derived from the current version of a resource, rewritten with it.
+DERIVED_TABLES: dict[str, Table] = {**INDEX_TABLES, "consent_grant": consent_grant}

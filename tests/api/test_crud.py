@@ -225,7 +225,8 @@ def test_links_use_the_request_host_without_a_configured_base(database: Database
     from gateway.api.app import create_app
     from gateway.config import Settings
 
-    app = create_app(Settings(database_url=database.url), database=database, migrate=False)
+    settings = Settings(database_url=database.url, auth_required=False)
+    app = create_app(settings, database=database, migrate=False)
     with TestClient(app, base_url="http://gateway.example:8080") as local:
         response = local.post("/fhir/Patient", json=load_fixture("patient-aijala"))
         assert response.headers["location"].startswith("http://gateway.example:8080/fhir/Patient/")

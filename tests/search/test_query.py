@@ -700,17 +700,18 @@ def test_include_iterate_one_level_and_no_duplicates(referrals: Store) -> None:
     assert not matched & {r.pk for r in page.included}
 
 
-def test_includes_skip_deleted_and_apply_extra_where(referrals: Store) -> None:
+def test_includes_skip_deleted_and_apply_visibility(referrals: Store) -> None:
     referrals.delete("ServiceRequest", "sr-virtanen")
     page = referrals.search("Task", "_include=Task:focus")
     assert "sr-virtanen" not in [r.res_id for r in page.included]
-    hidden = resource.c.res_id != "sr-korhonen"
-    page = referrals.search("Task", "_include=Task:focus", extra_where=[hidden])
+    page = referrals.search(
+        "Task", "_include=Task:focus", visibility=lambda res: res.c.res_id != "sr-korhonen"
+    )
     assert [r.res_id for r in page.included] == ["sr-ohman"]
     page = referrals.search(
         "ServiceRequest",
         "_revinclude=Task:focus",
-        extra_where=[resource.c.res_id.not_in(["t-korhonen-2", "sr-ohman"])],
+        visibility=lambda res: res.c.res_id.not_in(["t-korhonen-2", "sr-ohman"]),
     )
     assert [r.res_id for r in page.matches] == ["sr-korhonen", "sr-nobody"]
     assert [r.res_id for r in page.included] == ["t-korhonen-1"]
@@ -754,8 +755,8 @@ def test_deleted_resources_never_match(people: Store) -> None:
     assert people.search("Patient", "gender=female").total == 1
 
 
-def test_extra_where_restricts_matches_and_totals(people: Store) -> None:
-    page = people.search("Patient", "gender=female", extra_where=[resource.c.res_id != "ohman"])
+def test_visibility_restricts_matches_and_totals(people: Store) -> None:
+    page = people.search("Patient", "gender=female", visibility=lambda res: res.c.res_id != "ohman")
     assert [r.res_id for r in page.matches] == ["korhonen"]
     assert page.total == 1
 

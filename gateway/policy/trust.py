@@ -1,0 +1,130 @@
+"""The trust layer's AccessPolicy: agreements and consents enforced for one requester."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, FromClause
+
+from gateway.admin.agreements import Agreement
+from gateway.policy import Decision, Requester, Touched, Verdict
+from gateway.policy.engine import (
+    CUSTODIAN,
+    DIRECTORY,
+    ConsentGrant,
+    GrantCache,
+    ResourceFacts,
+    agreements_for,
+    decide,
+    grants_for,
+    redact,
+    today,
+    visibility_condition,
+)
+from gateway.policy.rules import access_rules
+from gateway.store.database import Database
+from gateway.store.repository import Visibility
+
+
+@dataclass
+class TrustPolicy:
+    """Decisions for one request of ``requester`` at time ``now`` (µs)."""
+
+    db: Database
+    requester: Requester
+    now: int
+    touched: list[Touched] = field(default_factory=list)
+    _grants: GrantCache | None = field(default=None, init=False, repr=False)
+
+    @cached_property
+    def agreements(self) -> list[Agreement]:
+        with self.db.read() as conn:
+            return agreements_for(conn, self.requester.organization, today(self.now))
+
+    def _load_grants(self, client: str) -> list[ConsentGrant]:
+        with self.db.read() as conn:
+            return grants_for(conn, client, self.requester.organization)
+
+    @property
+    def grants(self) -> GrantCache:
+        if self._grants is None:
+            self._grants = GrantCache(self._load_grants)
+        return self._grants
+
+    @property
+    def custodian(self) -> str | None:
+        return self.requester.organization
+
+    def visibility(self) -> Visibility | None:
+        organization, purpose, now = self.requester.organization, self.requester.purpose, self.now
+        agreements = self.agreements
+
+        def condition(res: FromClause) -> ColumnElement[bool]:
+            return visibility_condition(
+                res, organization=organization, purpose=purpose, agreements=agreements, now=now
+            )
+
+        return condition
+
+    def decide(self, facts: ResourceFacts) -> Decision:
+        return decide(
+            organization=self.requester.organization,
+            purpose=self.requester.purpose,
+            facts=facts,
+            agreements=self.agreements,
+            grants=self.grants,
+            now=self.now,
+        )
+
+    def _own_or_directory(self, res_type: str, custodian: str | None) -> Decision | None:
+        if custodian is not None and custodian == self.requester.organization:
+            return Decision(Verdict.PERMIT, "the requester is the custodian", CUSTODIAN)
+        if res_type in access_rules().directory_types:
+            return Decision(Verdict.PERMIT, f"{res_type} is directory data", DIRECTORY)
+        return None
+
+    def disclose(
+        self, res_type: str, res_id: str, custodian: str | None, client: str | None, body: bytes
+    ) -> bytes | dict[str, Any] | None:
+        decision = self._own_or_directory(res_type, custodian)
+        resource: dict[str, Any] | None = None
+        if decision is None:
+            resource = orjson.loads(body)
+            decision = self.decide(ResourceFacts(res_type, res_id, custodian, client, resource))
+        self.touched.append(Touched(res_type, res_id, custodian, client, decision))
+        if not decision.permitted:
+            return None
+        if resource is not None and decision.redactions:
+            return redact(resource, decision.redactions)
+        return body
+
+    def check_write(
+        self,
+        res_type: str,
+        res_id: str,
+        current_custodian: str | None,
+        current: dict[str, Any] | None,
+        client: str | None,
+    ) -> Decision:
+        """A new resource is the requester's own; another organisation's needs an
+        agreement in force that grants write for its category and the purpose."""
+        if current is None or current_custodian == self.requester.organization:
+            decision = Decision(Verdict.PERMIT, "the requester is the custodian", CUSTODIAN)
+        else:
+            writable = [a for a in self.agreements if a.write_allowed]
+            decision = decide(
+                organization=self.requester.organization,
+                purpose=self.requester.purpose,
+                facts=ResourceFacts(res_type, res_id, current_custodian, client, current),
+                agreements=writable,
+                grants=self.grants,
+                now=self.now,
+            )
+            if decision.rule == DIRECTORY:
+                decision = Decision(
+                    Verdict.DENY, f"{res_type} is directory data of another organisation"
+                )
+        return decision
