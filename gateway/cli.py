@@ -8,6 +8,7 @@ import typer
 import uvicorn
 
 from gateway.admin.cli import agreement_app, org_app
+from gateway.audit.cli import audit_app
 from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
 from gateway.store.database import Database
@@ -22,6 +23,7 @@ admin_app.add_typer(client_app, name="client")
 admin_app.add_typer(key_app, name="key")
 admin_app.add_typer(org_app, name="org")
 admin_app.add_typer(agreement_app, name="agreement")
+admin_app.add_typer(audit_app, name="audit")
 app.add_typer(admin_app, name="admin")
 
 DatabaseOption = typer.Option(

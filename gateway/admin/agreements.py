@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -26,10 +25,8 @@ from gateway.admin.organizations import existing_ids
 from gateway.admin.schema import agreement, agreement_event
 from gateway.errors import Conflict, Issue, NotFound, Unprocessable
 from gateway.fhir.resource_types import is_stored_type
+from gateway.policy.rules import purposes_of_use
 from gateway.store.database import Database
-from schemas import load_json
-
-PURPOSE_CODESYSTEM = "silta/CodeSystem-purpose-of-use.json"
 
 
 class Status(StrEnum):
@@ -137,18 +134,6 @@ class AgreementEvent:
     action: str
     status: Status
     detail: dict[str, Any]
-
-
-@cache
-def purposes_of_use() -> dict[str, str]:
-    """Codes and displays of the purpose-of-use CodeSystem."""
-    codesystem = load_json(PURPOSE_CODESYSTEM)
-    return {c["code"]: c["display"] for c in codesystem["concept"]}
-
-
-def purpose_system() -> str:
-    url: str = load_json(PURPOSE_CODESYSTEM)["url"]
-    return url
 
 
 def _now() -> int:

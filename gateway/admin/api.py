@@ -1,4 +1,5 @@
-"""The admin REST API (JSON) for organisations and data-sharing agreements.
+"""The admin REST API (JSON): organisations, data-sharing agreements, policy decisions
+explained, and the access and disclosure log.
 
 Mounted under ``/admin/api`` (``app.include_router(router, prefix="/admin/api")``).
 Errors are raised as ``gateway.errors`` types and answered as OperationOutcomes by the
@@ -8,19 +9,24 @@ transitions 409, invalid content 422 with one issue per offending field.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from gateway.admin import agreements as svc
 from gateway.admin import organizations as orgs
-from gateway.api.fhir import context
+from gateway.audit import log as audit_log
+from gateway.audit.fhir import to_audit_event
 from gateway.auth.routes import auth_urls
 from gateway.auth.tokens import InsufficientScope, bearer_token, verify_access_token
+from gateway.errors import BadRequest
+from gateway.policy.trust import explain
 from gateway.search.values import format_instant
+from gateway.services.context import RequestContext
 from gateway.store.database import Database
 
 
@@ -190,7 +196,12 @@ def create_organization(
         identifiers=tuple(orgs.Identifier(i.system, i.value) for i in body.identifiers),
         municipalities=tuple(body.municipalities),
     )
-    return OrganizationOut.of(orgs.create_organization(context(request), org=org))
+    ctx = RequestContext(
+        db=request.app.state.database,
+        settings=request.app.state.settings,
+        base_url=auth_urls(request).fhir_base,
+    )
+    return OrganizationOut.of(orgs.create_organization(ctx, org=org))
 
 
 @router.get("/organizations", response_model=list[OrganizationOut])
@@ -300,3 +311,105 @@ for _action, _change, _summary in (
         name=f"{_action}_agreement",
         summary=_summary,
     )
+
+
+@router.get("/decisions/explain")
+def explain_decision(
+    request: Request,
+    requester: str,
+    resource: str,
+    purpose: str | None = None,
+    admin: str | None = Depends(require_admin),
+) -> dict[str, Any]:
+    """Why a disclosure of ``resource`` (``Type/id``) to the organisation ``requester``
+    for ``purpose`` is or is not allowed: the decision, the rule, the agreement and
+    consent it rests on, and the redactions that would apply."""
+    res_type, slash, res_id = resource.partition("/")
+    if not slash or not res_type or not res_id:
+        raise BadRequest(f"resource '{resource}' is not Type/id", expression=("resource",))
+    return explain(
+        request.app.state.database,
+        organization=requester,
+        res_type=res_type,
+        res_id=res_id,
+        purpose=purpose,
+        now=time.time_ns() // 1000,
+    )
+
+
+def _audit_entries(request: Request, **filters: Any) -> list[dict[str, Any]]:
+    request.app.state.audit.flush()
+    return audit_log.entries(request.app.state.database, **filters)
+
+
+@router.get("/audit/events")
+def audit_events(
+    request: Request,
+    patient: str | None = Query(None, description="The client's HETU"),
+    organization: str | None = Query(None, description="Requester or provider"),
+    kind: str | None = Query(None, pattern="^(access|disclosure)$"),
+    before: int | None = Query(None, description="Entries before this sequence number"),
+    count: int = Query(100, alias="_count", ge=1, le=1000),
+    admin: str | None = Depends(require_admin),
+) -> dict[str, Any]:
+    """The log as a FHIR searchset Bundle of AuditEvents (BALP), newest first."""
+    found = _audit_entries(
+        request, hetu=patient, organization=organization, kind=kind, before_seq=before, limit=count
+    )
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": to_audit_event(e), "search": {"mode": "match"}} for e in found],
+    }
+
+
+@router.get("/audit/client/{hetu}")
+def audit_client_extract(
+    hetu: str, request: Request, admin: str | None = Depends(require_admin)
+) -> dict[str, Any]:
+    """The client's log extract (right to know who used or received their data): every
+    access to their data and every disclosure of it, newest first."""
+    found = _audit_entries(request, hetu=hetu, limit=10_000)
+
+    def summary(entry: dict[str, Any]) -> dict[str, Any]:
+        record = entry["record"]
+        return {
+            "at": format_instant(int(entry["at"])),
+            "organization": entry["organization"],
+            "client": entry["client_id"],
+            "purpose": entry["purpose"],
+            "action": entry["action"],
+            "outcome": entry["outcome"],
+            "resources": record.get("resources", []),
+            **(
+                {
+                    "provider": entry["provider"],
+                    "recipient": entry["recipient"],
+                    "categories": record.get("categories", []),
+                    "agreement": record.get("agreement"),
+                    "consent": record.get("consent"),
+                    "legal_basis": record.get("legal_basis"),
+                }
+                if entry["kind"] == audit_log.DISCLOSURE
+                else {}
+            ),
+        }
+
+    return {
+        "hetu": hetu,
+        "accesses": [summary(e) for e in found if e["kind"] == audit_log.ACCESS],
+        "disclosures": [summary(e) for e in found if e["kind"] == audit_log.DISCLOSURE],
+    }
+
+
+@router.get("/audit/verify")
+def audit_verify(request: Request, admin: str | None = Depends(require_admin)) -> dict[str, Any]:
+    """Recomputes the log's hash chain."""
+    request.app.state.audit.flush()
+    result = audit_log.verify(request.app.state.database)
+    return {
+        "ok": result.ok,
+        "entries": result.entries,
+        "broken_at": result.broken_at,
+        "problem": result.problem,
+    }

@@ -17,6 +17,7 @@ from gateway.admin import agreements as svc
 from gateway.admin import organizations as orgs
 from gateway.config import DEFAULT_DATABASE_URL, Settings
 from gateway.errors import FhirError
+from gateway.policy.rules import purposes_of_use
 from gateway.search.values import format_instant
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
@@ -41,7 +42,7 @@ def _actor() -> str:
 
 
 @contextmanager
-def _database(url: str) -> Iterator[Database]:
+def open_database(url: str) -> Iterator[Database]:
     """A migrated database; gateway errors become a message and exit status 1."""
     db = Database(url)
     try:
@@ -89,7 +90,7 @@ def org_add(
     """Registers an organisation and its FHIR Organization/ID."""
     identifiers = tuple(orgs.Identifier(*_split(v, "--identifier")) for v in identifier)
     org = orgs.Organization(id, name, type, identifiers, tuple(municipality))
-    with _database(database) as db:
+    with open_database(database) as db:
         settings = Settings.from_env(database_url=database)
         base = settings.public_base_url or "http://127.0.0.1:8080/fhir"
         ctx = RequestContext(db=db, settings=settings, base_url=base)
@@ -100,7 +101,7 @@ def org_add(
 @org_app.command("list")
 def org_list(database: str = DatabaseOption) -> None:
     """Lists the registered organisations."""
-    with _database(database) as db:
+    with open_database(database) as db:
         found = orgs.list_organizations(db)
     table = Table("id", "name", "type", "identifiers", "municipalities")
     for o in found:
@@ -122,7 +123,7 @@ def agreement_add(
     category: list[str] = typer.Option(
         [], "--category", help="SYSTEM|CODE narrowing the resource type(s)"
     ),
-    purpose: list[str] = typer.Option(..., "--purpose", help=", ".join(svc.purposes_of_use())),
+    purpose: list[str] = typer.Option(..., "--purpose", help=", ".join(purposes_of_use())),
     consent_required: bool = typer.Option(False, "--consent-required"),
     write: bool = typer.Option(False, "--write", help="The recipient may also write"),
     legal_basis: str = typer.Option(..., "--legal-basis", help="Statute, e.g. '1301/2014 §41'"),
@@ -145,7 +146,7 @@ def agreement_add(
         valid_from=_parse_date(valid_from, "--valid-from"),
         valid_until=_parse_date(valid_until, "--valid-until"),
     )
-    with _database(database) as db:
+    with open_database(database) as db:
         created = svc.create_agreement(db, terms=terms, actor=_actor())
     typer.echo(created.id)
 
@@ -157,7 +158,7 @@ def agreement_approve(
     database: str = DatabaseOption,
 ) -> None:
     """Approves the agreement on behalf of one party."""
-    with _database(database) as db:
+    with open_database(database) as db:
         result = svc.approve(db, agreement_id, as_org=as_org, actor=_actor())
     typer.echo(f"agreement {result.id} approved by {as_org}: {result.status.value}")
 
@@ -169,7 +170,7 @@ def agreement_suspend(
     database: str = DatabaseOption,
 ) -> None:
     """Suspends an active agreement."""
-    with _database(database) as db:
+    with open_database(database) as db:
         result = svc.suspend(db, agreement_id, actor=_actor(), reason=reason)
     typer.echo(f"agreement {result.id}: {result.status.value}")
 
@@ -181,7 +182,7 @@ def agreement_resume(
     database: str = DatabaseOption,
 ) -> None:
     """Resumes a suspended agreement."""
-    with _database(database) as db:
+    with open_database(database) as db:
         result = svc.resume(db, agreement_id, actor=_actor(), reason=reason)
     typer.echo(f"agreement {result.id}: {result.status.value}")
 
@@ -193,7 +194,7 @@ def agreement_terminate(
     database: str = DatabaseOption,
 ) -> None:
     """Terminates an agreement for good."""
-    with _database(database) as db:
+    with open_database(database) as db:
         result = svc.terminate(db, agreement_id, actor=_actor(), reason=reason)
     typer.echo(f"agreement {result.id}: {result.status.value}")
 
@@ -204,7 +205,7 @@ def agreement_list(
     database: str = DatabaseOption,
 ) -> None:
     """Lists agreements with their status today."""
-    with _database(database) as db:
+    with open_database(database) as db:
         found = svc.list_agreements(db, party=party)
     table = Table("id", "provider", "recipient", "purposes", "status", "valid until")
     for a in found:
@@ -219,7 +220,7 @@ def agreement_show(
     database: str = DatabaseOption,
 ) -> None:
     """Shows an agreement and its history."""
-    with _database(database) as db:
+    with open_database(database) as db:
         a = svc.get_agreement(db, agreement_id)
         history = svc.agreement_history(db, agreement_id)
     categories = ", ".join(

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, insert, select
 
 from gateway.admin.schema import organization
 from gateway.errors import Conflict, Issue, NotFound, Unprocessable
+from gateway.policy import PermitAll
 from gateway.services.context import RequestContext
 from gateway.services.resources import update_resource
 from gateway.store.database import Database
@@ -206,9 +207,13 @@ def to_fhir(org: Organization) -> dict[str, Any]:
 
 def create_organization(ctx: RequestContext, *, org: Organization) -> Organization:
     """Registers ``org`` and writes its FHIR Organization (update-as-create with the
-    organisation id, R4 http.html §3.1.0.4.2) in the same transaction."""
+    organisation id, R4 http.html §3.1.0.4.2; the organisation is its custodian) in the
+    same transaction."""
     validate_organization(org)
     now = time.time_ns() // 1000
+    ctx = RequestContext(
+        db=ctx.db, settings=ctx.settings, base_url=ctx.base_url, policy=PermitAll(owner=org.id)
+    )
     with ctx.write() as conn:
         if _get(conn, org.id) is not None:
             raise Conflict(f"Organisation '{org.id}' already exists", expression=("id",))

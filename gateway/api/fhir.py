@@ -19,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.agreements import purpose_system, purposes_of_use
 from gateway.api.http import (
     JSON_PATCH,
     Prefer,
@@ -29,11 +28,13 @@ from gateway.api.http import (
     version_headers,
 )
 from gateway.audit.log import request_records
+from gateway.auth.routes import auth_urls
 from gateway.auth.tokens import bearer_token
 from gateway.errors import BadRequest, FhirError, UnsupportedMediaType, operation_outcome
 from gateway.errors import Issue as OutcomeIssue
 from gateway.fhir.elements import apply_elements, apply_summary
 from gateway.policy import AccessPolicy, PermitAll, Requester
+from gateway.policy.rules import purpose_system, purposes_of_use
 from gateway.policy.trust import TrustPolicy
 from gateway.services import history as history_service
 from gateway.services import resources as resource_service
@@ -187,7 +188,10 @@ def _query(request: Request) -> list[tuple[str, str]]:
 
 async def metadata(request: Request) -> Response:
     """capabilities (R4 http.html §3.1.0.12)."""
-    return fhir_response(request, capability_statement(context(request).base_url))
+    urls = auth_urls(request)
+    secured = request.app.state.settings.auth_required
+    token_url = urls.token_endpoint if secured else None
+    return fhir_response(request, capability_statement(urls.fhir_base, token_url=token_url))
 
 
 async def transaction_or_batch(request: Request) -> Response:

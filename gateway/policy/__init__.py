@@ -114,10 +114,12 @@ class AccessPolicy(Protocol):
 
 @dataclass
 class PermitAll:
-    """The policy of an installation without a trust layer: everything is permitted."""
+    """The policy of an installation without a trust layer, and of the gateway's own
+    writes (``owner``: the custodian of what it creates): everything is permitted."""
 
     requester: Requester | None = None
     touched: list[Touched] = field(default_factory=list)
+    owner: str | None = None
 
     def visibility(self) -> Visibility | None:
         return None
@@ -139,4 +141,4 @@ class PermitAll:
 
     @property
     def custodian(self) -> str | None:
-        return None
+        return self.owner

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gateway.policy.rules import access_rules
+from gateway.policy.rules import access_rules, purpose_system
 from gateway.search.extract import extract_param_rows
 from gateway.search.values import date_range
 
@@ -87,7 +87,7 @@ def _provisions(
     effect: str,
 ) -> Iterator[tuple[str, list[str], list[str], list[str], tuple[int | None, int | None]]]:
     actors = _actors(provision) or inherited[0]
-    purposes = _codes(provision.get("purpose")) or inherited[1]
+    purposes = _codes(provision.get("purpose"), purpose_system()) or inherited[1]
     classes = _codes(provision.get("class"), access_rules().consent_class_system) or inherited[2]
     period = _narrow(inherited[3], _period(provision.get("period")))
     effect = provision.get("type") or effect

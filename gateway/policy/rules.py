@@ -5,13 +5,26 @@ narrow by, which types are directory data, and the redaction rules."""
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import Any
 
+from schemas import load_json
+
 RULES_FILE = "silta/access-rules.json"
+PURPOSE_CODESYSTEM = "silta/CodeSystem-purpose-of-use.json"
+
+
+@cache
+def purposes_of_use() -> dict[str, str]:
+    """Codes and displays of the purpose-of-use CodeSystem."""
+    codesystem = load_json(PURPOSE_CODESYSTEM)
+    return {c["code"]: c["display"] for c in codesystem["concept"]}
+
+
+def purpose_system() -> str:
+    url: str = load_json(PURPOSE_CODESYSTEM)["url"]
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +99,7 @@ def _pair(value: dict[str, str] | None) -> tuple[str, str] | None:
 
 @cache
 def access_rules() -> AccessRules:
-    data: dict[str, Any] = json.loads(files("schemas").joinpath(RULES_FILE).read_text("utf-8"))
+    data: dict[str, Any] = load_json(RULES_FILE)
     return AccessRules(
         custodian_tag_system=data["custodianTagSystem"],
         consent_class_system=data["consentClassSystem"],

@@ -128,3 +128,31 @@ class TrustPolicy:
                     Verdict.DENY, f"{res_type} is directory data of another organisation"
                 )
         return decision
+
+
+def explain(
+    db: Database, *, organization: str, res_type: str, res_id: str, purpose: str | None, now: int
+) -> dict[str, Any]:
+    """Why ``organization`` may or may not see ``res_type/res_id`` for ``purpose`` now:
+    the decision with its rule, agreement, consent and redactions, and the facts it
+    rested on (``GET /admin/api/decisions/explain``)."""
+    from gateway.errors import NotFound
+    from gateway.store import repository
+    from gateway.store.raw import RawExecutor
+
+    with db.read() as conn:
+        stored = repository.get_current(RawExecutor.of(conn), res_type, res_id)
+    if stored is None or stored.body is None:
+        raise NotFound(f"{res_type}/{res_id} is not known")
+    policy = TrustPolicy(db, Requester("explain", organization, purpose), now)
+    decision = policy.decide(
+        ResourceFacts(res_type, res_id, stored.custodian, stored.client, orjson.loads(stored.body))
+    )
+    return {
+        "requester": organization,
+        "resource": f"{res_type}/{res_id}",
+        "purpose": purpose,
+        "custodian": stored.custodian,
+        "client": f"Patient/{stored.client}" if stored.client else None,
+        **decision.to_json(),
+    }

@@ -112,8 +112,36 @@ def _statement_template() -> dict[str, Any]:
     }
 
 
-def capability_statement(base_url: str) -> dict[str, Any]:
-    """The statement, with the implementation address of this deployment."""
+def capability_statement(base_url: str, *, token_url: str | None = None) -> dict[str, Any]:
+    """The statement, with the implementation address of this deployment and, when
+    requests need a bearer token, its security section (SMART App Launch
+    "Declaring support for OAuth2 endpoints": the oauth-uris extension)."""
     statement = dict(_statement_template())
     statement["implementation"] = {"description": "Silta gateway", "url": base_url}
+    if token_url is not None:
+        rest = dict(statement["rest"][0])
+        rest["security"] = {
+            "cors": False,
+            "service": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                            "code": "SMART-on-FHIR",
+                        }
+                    ]
+                }
+            ],
+            "description": "SMART Backend Services (client credentials with a private_key_jwt "
+            "assertion, RS384 or ES384); system/ scopes v1 and v2. Disclosures between "
+            "organisations follow the data-sharing agreements and the client's consent; "
+            "state the purpose in the X-Purpose-Of-Use header.",
+            "extension": [
+                {
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}],
+                }
+            ],
+        }
+        statement["rest"] = [rest]
     return statement

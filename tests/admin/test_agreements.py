@@ -13,6 +13,7 @@ from gateway.admin import agreements as svc
 from gateway.admin.agreements import Status
 from gateway.admin.schema import agreement, agreement_event
 from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.policy.rules import purpose_system, purposes_of_use
 from gateway.store.database import Database
 from tests.admin import START, TODAY, clean_admin_tables, days, register_parties, terms
 
@@ -43,8 +44,8 @@ def test_purposes_come_from_the_codesystem() -> None:
         "multidisciplinary-cooperation",
         "social-assistance",
         "care-coordination",
-    } <= set(svc.purposes_of_use())
-    assert svc.purpose_system().endswith("/CodeSystem/purpose-of-use")
+    } <= set(purposes_of_use())
+    assert purpose_system().endswith("/CodeSystem/purpose-of-use")
 
 
 def test_parse_category() -> None:
