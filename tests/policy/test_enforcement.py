@@ -297,7 +297,11 @@ def test_includes_chains_has_history_and_counts_reveal_nothing(gw: Gateway) -> N
     # Only Tasks are shared; the ServiceRequest and the Patient stay with Kela.
     gw.agree(categories=(svc.Category("Task"),))
     pirha = gw.headers("pirha", purpose="concern-notification")
-    get = lambda url: gw.client.get(url, headers=pirha).json()  # noqa: E731
+
+    def get(url: str) -> dict[str, Any]:
+        found: dict[str, Any] = gw.client.get(url, headers=pirha).json()
+        return found
+
     bundle = get("/fhir/Task?_include=Task:focus&_include=Task:patient")
     assert _ids(bundle) == [f"Task/{task_id}"]
     assert _ids(bundle, "include") == []
@@ -378,7 +382,7 @@ def test_writes_to_another_organisations_resource(gw: Gateway) -> None:
 
 
 def test_transaction_entries_pass_the_same_policy(gw: Gateway) -> None:
-    pat_id, sr_id = _kela_case(gw)
+    _, sr_id = _kela_case(gw)
     pirha = gw.headers("pirha", purpose="concern-notification")
     bundle = {
         "resourceType": "Bundle",
