@@ -22,7 +22,13 @@ class HttpError(Exception):
 
 
 class Connection:
-    """One keep-alive connection; requests on it are strictly sequential."""
+    """One keep-alive connection; requests on it are strictly sequential.
+
+    ``extra_headers`` (whole header lines) go with every request of every connection,
+    e.g. the bearer token of the client the benchmark acts as.
+    """
+
+    extra_headers = b""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -50,6 +56,7 @@ class Connection:
         """Sends one request and returns (status, body)."""
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._host_header]
         head.append(b"Accept: application/fhir+json\r\n")
+        head.append(Connection.extra_headers)
         if body is not None:
             head.append(b"Content-Type: application/fhir+json\r\n")
             head.append(f"Content-Length: {len(body)}\r\n".encode())

@@ -39,6 +39,7 @@ from bench.data import (
     Organizations,
     location_key,
 )
+from bench.trust import PROVIDER, RECIPIENT, Parties
 from tests.fixtures import load_fixture
 
 HOST = "127.0.0.1"
@@ -224,13 +225,16 @@ def process_cpu_seconds(pid: int) -> float:
 class Server:
     """A ``silta serve`` (or trivial) subprocess in its own session, logging to a file."""
 
-    def __init__(self, command: list[str], port: int, log_path: Path) -> None:
+    def __init__(
+        self, command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = port
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -468,14 +472,25 @@ async def sanity_checks(port: int, dataset: Dataset, report: RunReport) -> None:
 async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunReport:
     """Fresh database and server, load, measure, stop."""
     report = RunReport(backend, size)
+    report.notes.append(f"authentication and access policy: {args.auth}")
     workdir = Path(tempfile.mkdtemp(prefix=f"silta-bench-{backend}-"))
     url = _fresh_database(backend, workdir, args)
     port = _free_port()
+    parties = Parties() if args.auth == "on" else None
+    if parties is not None:
+        parties.register(url)
     command = [_silta_command(), "serve", "--host", HOST, "--port", str(port)]
     command += ["--database", url, "--workers", str(args.workers)]
-    server = Server(command, port, workdir / "server.log")
+    env = {"SILTA_AUTH": args.auth, "SILTA_PUBLIC_BASE_URL": f"http://{HOST}:{port}{BASE}"}
+    server = Server(command, port, workdir / "server.log", env)
+
+    def act_as(org: str) -> None:
+        if parties is not None:
+            Connection.extra_headers = parties.headers(org, f"http://{HOST}:{port}")
+
     try:
         await server.wait_ready(f"{BASE}/metadata")
+        act_as(PROVIDER)
         orgs = await _create_organizations(port)
         gen = Generator(orgs, seed=args.seed)
         _say(f"[{backend} {size}] loading {size} resources ...")
@@ -486,10 +501,12 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
         report.memory_after_load = server.memory()
         if backend == "postgresql":
             report.notes.extend(_analyze_postgresql(args))
+        act_as(RECIPIENT)
         await sanity_checks(port, dataset, report)
         makers = _makers(dataset, gen, random.Random(args.seed))
         for op in args.ops:
             for concurrency in args.concurrency:
+                act_as(RECIPIENT)  # a fresh token: access tokens live five minutes
                 stats = await measure(
                     HOST,
                     port,
@@ -506,6 +523,7 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
                     report.notes.append(f"{op} c={concurrency} first error: {stats.first_error}")
         report.memory_after_run = server.memory()
     finally:
+        Connection.extra_headers = b""
         server.stop()
         report.server_error_lines = server.error_lines()
         if args.keep:
@@ -641,6 +659,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--loaders", type=int, default=2, help="connections used by the load")
     parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument(
+        "--auth",
+        choices=("on", "off"),
+        default="on",
+        help="on: tokens, and reads/searches by another organisation through an agreement",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the client ceiling")
     parser.add_argument(

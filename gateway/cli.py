@@ -7,10 +7,12 @@ import os
 import typer
 import uvicorn
 
+from adapters.xroad.cli import xroad_app
 from gateway.admin.cli import agreement_app, org_app
 from gateway.audit.cli import audit_app
 from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
+from gateway.outbox.cli import outbox_app
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
@@ -24,6 +26,8 @@ admin_app.add_typer(key_app, name="key")
 admin_app.add_typer(org_app, name="org")
 admin_app.add_typer(agreement_app, name="agreement")
 admin_app.add_typer(audit_app, name="audit")
+admin_app.add_typer(xroad_app, name="xroad")
+admin_app.add_typer(outbox_app, name="outbox")
 app.add_typer(admin_app, name="admin")
 
 DatabaseOption = typer.Option(

@@ -22,6 +22,8 @@ class Settings:
     # Every FHIR request needs a bearer token and passes the trust layer's policy. Off
     # (SILTA_AUTH=off) only for local experiments and the enforcement-off benchmark.
     auth_required: bool = True
+    # Deliver queued outbound messages (X-Road) from a background thread of the server.
+    outbox_dispatcher: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -34,6 +36,7 @@ class Settings:
             "max_page_size": int(env.get("SILTA_MAX_PAGE_SIZE", 1000)),
             "service_threads": env.get("SILTA_SERVICE_THREADS", "") not in ("", "0", "false"),
             "auth_required": env.get("SILTA_AUTH", "on").lower() not in ("off", "0", "false"),
+            "outbox_dispatcher": env.get("SILTA_OUTBOX_DISPATCHER", "1") not in ("0", "false"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -81,7 +81,10 @@ def settings(database: Database) -> Settings:
     """Settings of the FHIR core tests: no authentication (the trust layer's tests in
     tests/policy and tests/api/test_auth_enforcement.py turn it on)."""
     return Settings(
-        database_url=database.url, public_base_url="http://testserver/fhir", auth_required=False
+        database_url=database.url,
+        public_base_url="http://testserver/fhir",
+        auth_required=False,
+        outbox_dispatcher=False,
     )
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, insert, or_, select, update
 
 from gateway.admin.organizations import existing_ids
@@ -267,24 +268,42 @@ def _effective(stored: Status, valid_until: date | None, on_date: date) -> Statu
 
 
 def _row_to_agreement(row: Any, on_date: date) -> Agreement:
+    return agreement_from_row(row._mapping, on_date)
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _date(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def agreement_from_row(row: Mapping[str, Any], on_date: date) -> Agreement:
+    """An Agreement from a row of ``admin_agreement``, as SQLAlchemy or the bare driver
+    returns it (JSON as text, dates as ISO strings, booleans as integers on SQLite)."""
+    valid_from = _date(row["valid_from"])
+    valid_until = _date(row["valid_until"])
+    assert valid_from is not None
     return Agreement(
-        id=row.id,
-        provider=row.provider,
-        recipient=row.recipient,
+        id=row["id"],
+        provider=row["provider"],
+        recipient=row["recipient"],
         categories=tuple(
-            Category(c["resource_type"], c.get("system"), c.get("code")) for c in row.categories
+            Category(c["resource_type"], c.get("system"), c.get("code"))
+            for c in _json(row["categories"])
         ),
-        purposes=tuple(row.purposes),
-        legal_basis=LegalBasis(row.legal_basis_statute, row.legal_basis_text),
-        consent_required=row.consent_required,
-        write_allowed=row.write_allowed,
-        valid_from=row.valid_from,
-        valid_until=row.valid_until,
-        status=_effective(Status(row.status), row.valid_until, on_date),
-        approvals=tuple(row.approvals),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        purposes=tuple(_json(row["purposes"])),
+        legal_basis=LegalBasis(row["legal_basis_statute"], row["legal_basis_text"]),
+        consent_required=bool(row["consent_required"]),
+        write_allowed=bool(row["write_allowed"]),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        status=_effective(Status(row["status"]), valid_until, on_date),
+        approvals=tuple(_json(row["approvals"])),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 

@@ -18,6 +18,8 @@ from gateway.audit.log import AuditLog
 from gateway.auth.routes import auth_routes, smart_configuration
 from gateway.auth.tokens import VerifiedTokens
 from gateway.config import Settings
+from gateway.outbox.api import router as outbox_router
+from gateway.outbox.dispatcher import Dispatcher
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
 
@@ -49,16 +51,22 @@ def create_app(
         description="FHIR R4 interoperability gateway for Kela, social services and healthcare",
     )
     api.include_router(admin_router, prefix=ADMIN_API_PATH)
+    api.include_router(outbox_router, prefix=ADMIN_API_PATH)
     api.router.routes.append(Mount("/auth", routes=auth_routes()))
 
     audit = AuditLog(database)
+    dispatcher = Dispatcher(database) if settings.outbox_dispatcher else None
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         audit.start()
+        if dispatcher is not None:
+            dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                dispatcher.close()
             audit.stop()
             database.dispose()
 

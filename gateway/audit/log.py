@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from sqlalchemy import Connection, select, text
 from gateway.audit.schema import audit_entry, audit_subject
 from gateway.policy import Requester, Touched
 from gateway.store.database import Database
+from gateway.store.raw import RawExecutor, RawStatement
 from gateway.store.schema import resource, sp_token
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,11 @@ def _entry_hash(prev_hash: str, content: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
 
 
-def _content(seq: int, row: dict[str, Any]) -> dict[str, Any]:
+def _content(seq: int, row: Mapping[str, Any]) -> dict[str, Any]:
     """The hashed content of an entry: every column but the hashes."""
-    return {
-        "seq": seq,
-        **{k: row[k] for k in _COLUMNS},
-    }
+    content = {k: row[k] for k in _COLUMNS}
+    content["seq"] = seq
+    return content
 
 
 _COLUMNS = (
@@ -184,6 +184,9 @@ def _hetus(conn: Connection, patient_ids: Sequence[str]) -> dict[str, str]:
     return {res_id: code for res_id, code in rows}
 
 
+_LAST_ENTRY = RawStatement(text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1"))
+
+
 def append(db: Database, records: Sequence[AuditRecord]) -> None:
     """Chains and stores ``records`` in one transaction."""
     if not records:
@@ -191,11 +194,8 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
     with db.write() as conn:
         if db.is_postgresql:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-        last = conn.execute(
-            select(audit_entry.c.seq, audit_entry.c.hash)
-            .order_by(audit_entry.c.seq.desc())
-            .limit(1)
-        ).first()
+        raw = RawExecutor.of(conn)
+        last = raw.fetchone(_LAST_ENTRY, {})
         seq, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         hetus = _hetus(conn, [p for r in records for p in r.patients])
         entries: list[dict[str, Any]] = []
@@ -217,15 +217,15 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
                 "record": {**record.detail, "patients": patients},
             }
             digest = _entry_hash(prev_hash, _content(seq, row))
+            row["record"] = orjson.dumps(row["record"]).decode()
             entries.append({**row, "seq": seq, "prev_hash": prev_hash, "hash": digest})
             subjects.extend(
                 {"seq": seq, "hetu": hetu}
                 for hetu in dict.fromkeys(p["hetu"] for p in patients if p["hetu"])
             )
             prev_hash = digest
-        conn.execute(audit_entry.insert(), entries)
-        if subjects:
-            conn.execute(audit_subject.insert(), subjects)
+        raw.insert_rows(audit_entry, entries)
+        raw.insert_rows(audit_subject, subjects)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 ADMIN_SCOPE = "admin"
 PERMISSION_ORDER = "cruds"
@@ -190,8 +191,14 @@ def permits(granted: str | Iterable[str], resource_type: str, interaction: str) 
         raise ValueError(f"unknown interaction: {interaction!r}")
     return any(
         s.covers(resource_type) and letter in s.permissions
-        for s in _parse_all(split_scopes(granted))
+        for s in _parsed(tuple(split_scopes(granted)))
     )
+
+
+@lru_cache(maxsize=1024)
+def _parsed(scopes: tuple[str, ...]) -> tuple[ResourceScope, ...]:
+    """The resource scopes of a granted set (the same few sets on every request)."""
+    return tuple(_parse_all(scopes))
 
 
 def has_admin(granted: str | Iterable[str]) -> bool:

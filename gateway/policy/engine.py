@@ -25,21 +25,23 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     FromClause,
     and_,
+    bindparam,
     exists,
     false,
+    func,
     or_,
     select,
 )
 
-from gateway.admin.agreements import Agreement, Status
+from gateway.admin.agreements import Agreement, Status, agreement_from_row
 from gateway.admin.schema import agreement as agreement_table
 from gateway.policy import Decision, Verdict
 from gateway.policy.facts import ANY, DENY, PERMIT, category_tokens
 from gateway.policy.rules import AccessRules, Redaction, access_rules
-from gateway.store.schema import consent_grant, sp_token
+from gateway.store.raw import RawExecutor, RawStatement
+from gateway.store.schema import consent_grant, resource, sp_token
 
 CUSTODIAN = "custodian"
 DIRECTORY = "directory"
@@ -150,13 +152,25 @@ def decide(
             f"{facts.res_type} for purpose {purpose}",
             AGREEMENT,
         )
-    client_grants = grants(facts.client) if facts.client else ()
-    permit_id, deny_id = consent_verdict(client_grants, organization, purpose, facts.res_type, now)
-    consented = permit_id is not None and deny_id is None
+    verdict: tuple[str | None, str | None] | None = None
+
+    def consent() -> tuple[str | None, str | None]:
+        """(a Consent that permits, one that denies), looked up once and only if needed."""
+        nonlocal verdict
+        if verdict is None:
+            client_grants = grants(facts.client) if facts.client else ()
+            verdict = consent_verdict(client_grants, organization, purpose, facts.res_type, now)
+        return verdict
+
+    def consented() -> bool:
+        permit_id, deny_id = consent()
+        return permit_id is not None and deny_id is None
+
     for agreement in covering:
         if not agreement.consent_required:
             return _permit(agreement, AGREEMENT, None, consented, facts, rules)
     agreement = covering[0]
+    permit_id, deny_id = consent()
     if deny_id is not None:
         return Decision(
             Verdict.DENY,
@@ -173,25 +187,27 @@ def decide(
             AGREEMENT_AND_CONSENT,
             agreement_id=agreement.id,
         )
-    return _permit(agreement, AGREEMENT_AND_CONSENT, permit_id, True, facts, rules)
+    return _permit(agreement, AGREEMENT_AND_CONSENT, permit_id, lambda: True, facts, rules)
 
 
 def _permit(
     agreement: Agreement,
     rule: str,
     consent_id: str | None,
-    consented: bool,
+    consented: Callable[[], bool],
     facts: ResourceFacts,
     rules: AccessRules,
 ) -> Decision:
     redactions: tuple[Redaction, ...] = ()
     if facts.resource is not None:
-        categories = facts.categories()
-        redactions = tuple(
-            r
-            for r in rules.redactions
-            if r.matches(facts.resource, categories=categories, consented=consented)
-        )
+        candidates = [r for r in rules.redactions if r.resource_type == facts.res_type]
+        if candidates:
+            categories = facts.categories()
+            redactions = tuple(
+                r
+                for r in candidates
+                if r.matches(facts.resource, categories=categories, consented=consented)
+            )
     basis = agreement.legal_basis
     return Decision(
         Verdict.PERMIT,
@@ -207,10 +223,11 @@ def _permit(
 
 
 def redact(resource: dict[str, Any], redaction_ids: Sequence[str]) -> dict[str, Any]:
-    """``resource`` with the elements of the named redaction rules removed."""
+    """Removes the elements of the named redaction rules from ``resource`` (a private
+    copy, parsed for this disclosure) and returns it."""
     for rule in access_rules().redactions:
         if rule.id in redaction_ids:
-            resource = rule.apply(resource)
+            rule.apply(resource)
     return resource
 
 
@@ -249,12 +266,18 @@ def visibility_condition(
         res.c.custodian == organization,
         res.c.res_type.in_(sorted(rules.directory_types)),
     ]
+    # Whole types shared without consent: one ``custodian = P AND res_type IN (…)`` per
+    # provider; narrowed categories and consent checks need a clause each.
+    plain_types: dict[str, set[str]] = {}
     for agreement in agreements:
         if purpose is None or purpose not in agreement.purposes:
             continue
         if agreement.recipient != organization:
             continue
         for category in agreement.categories:
+            if category.system is None and not agreement.consent_required:
+                plain_types.setdefault(agreement.provider, set()).add(category.resource_type)
+                continue
             conditions: list[ColumnElement[bool]] = [
                 res.c.custodian == agreement.provider,
                 res.c.res_type == category.resource_type,
@@ -281,46 +304,65 @@ def visibility_condition(
                     ~_grant_exists(res, organization, purpose, category.resource_type, DENY, now)
                 )
             alternatives.append(and_(*conditions))
+    alternatives.extend(
+        and_(res.c.custodian == provider, res.c.res_type.in_(sorted(types)))
+        for provider, types in sorted(plain_types.items())
+    )
     return or_(false(), *alternatives)
 
 
 # --------------------------------------------------------------------------- loading
 
+_a = agreement_table.c
+_AGREEMENTS_IN_FORCE = RawStatement(
+    select(agreement_table).where(
+        _a.recipient == bindparam("organization"),
+        _a.status == bindparam("status"),
+        _a.valid_from <= bindparam("on"),
+        or_(_a.valid_until.is_(None), _a.valid_until >= bindparam("on")),
+    )
+)
+# Changes to any agreement change this: every change bumps its row's updated_at.
+_AGREEMENTS_FINGERPRINT = RawStatement(select(func.count(), func.max(_a.updated_at)))
+_g = consent_grant.c
+_GRANTS = RawStatement(
+    select(
+        resource.c.res_id,
+        _g.actor,
+        _g.purpose,
+        _g.data_class,
+        _g.effect,
+        _g.period_low,
+        _g.period_high,
+    )
+    .join(resource, resource.c.pk == _g.resource_pk)
+    .where(
+        _g.patient_id == bindparam("client"),
+        or_(_g.actor == bindparam("organization"), _g.actor == bindparam("any")),
+    )
+)
 
-def agreements_for(conn: Connection, organization: str, on: date) -> list[Agreement]:
+
+def agreements_for(db: RawExecutor, organization: str, on: date) -> list[Agreement]:
     """The agreements in force on ``on`` with ``organization`` as recipient."""
-    from gateway.admin.agreements import _row_to_agreement
-
-    a = agreement_table.c
-    rows = conn.execute(
-        select(agreement_table).where(
-            a.recipient == organization,
-            a.status == Status.ACTIVE.value,
-            a.valid_from <= on,
-            or_(a.valid_until.is_(None), a.valid_until >= on),
-        )
+    columns = [c.name for c in agreement_table.columns]
+    day = on.isoformat() if db.dialect.name == "sqlite" else on
+    rows = db.fetchall(
+        _AGREEMENTS_IN_FORCE,
+        {"organization": organization, "on": day, "status": Status.ACTIVE.value},
     )
-    return [found for found in (_row_to_agreement(r, on) for r in rows) if found.in_force(on)]
+    found = (agreement_from_row(dict(zip(columns, row, strict=True)), on) for row in rows)
+    return [a for a in found if a.in_force(on)]
 
 
-def grants_for(conn: Connection, client: str, organization: str) -> list[ConsentGrant]:
+def agreements_fingerprint(db: RawExecutor) -> tuple[Any, ...]:
+    row = db.fetchone(_AGREEMENTS_FINGERPRINT, {})
+    return tuple(row) if row is not None else ()
+
+
+def grants_for(db: RawExecutor, client: str, organization: str) -> list[ConsentGrant]:
     """The Consent grants of a client that name ``organization`` or any actor."""
-    from gateway.store.schema import resource
-
-    g = consent_grant.c
-    rows = conn.execute(
-        select(
-            resource.c.res_id,
-            g.actor,
-            g.purpose,
-            g.data_class,
-            g.effect,
-            g.period_low,
-            g.period_high,
-        )
-        .join(resource, resource.c.pk == g.resource_pk)
-        .where(g.patient_id == client, g.actor.in_((organization, ANY)))
-    )
+    rows = db.fetchall(_GRANTS, {"client": client, "organization": organization, "any": ANY})
     return [ConsentGrant(*row) for row in rows]
 
 

@@ -4,7 +4,7 @@ narrow by, which types are directory data, and the redaction rules."""
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -46,24 +46,23 @@ class Redaction:
         resource: dict[str, Any],
         *,
         categories: frozenset[tuple[str, str]],
-        consented: bool,
+        consented: Callable[[], bool],
     ) -> bool:
+        """Whether the rule applies; ``consented`` is asked last, only when it matters."""
         if resource.get("resourceType") != self.resource_type:
-            return False
-        if self.unless_consent and consented:
             return False
         if self.security_label is not None:
             labels = (resource.get("meta") or {}).get("security") or []
             if not any(_coding_is(c, self.security_label) for c in labels):
                 return False
-        return self.category is None or self.category in categories
+        if self.category is not None and self.category not in categories:
+            return False
+        return not (self.unless_consent and consented())
 
-    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``resource`` without the rule's elements (dotted paths)."""
-        result = copy.deepcopy(resource)
+    def apply(self, resource: dict[str, Any]) -> None:
+        """Removes the rule's elements (dotted paths) from ``resource``, in place."""
         for path in self.remove:
-            _remove(result, path.split("."))
-        return result
+            _remove(resource, path.split("."))
 
 
 def _coding_is(coding: Any, wanted: tuple[str, str]) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import ColumnElement, FromClause
@@ -17,6 +19,7 @@ from gateway.policy.engine import (
     ConsentGrant,
     GrantCache,
     ResourceFacts,
+    agreements_fingerprint,
     agreements_for,
     decide,
     grants_for,
@@ -27,11 +30,24 @@ from gateway.policy.engine import (
 from gateway.policy.rules import access_rules
 from gateway.store.database import Database
 from gateway.store.repository import Visibility
+from gateway.store.schema import resource
+
+_AGREEMENT_CACHE: WeakKeyDictionary[
+    Database, dict[tuple[str, date], tuple[tuple[Any, ...], list[Agreement]]]
+] = WeakKeyDictionary()
+
+
+# The visibility condition on ``resource`` built once per requester, purpose, agreements
+# and second (building the expression costs more than running it).
+_CONDITIONS: dict[
+    tuple[str, str | None, int, int], tuple[list[Agreement], ColumnElement[bool]]
+] = {}
 
 
 @dataclass
 class TrustPolicy:
-    """Decisions for one request of ``requester`` at time ``now`` (µs)."""
+    """Decisions for one request of ``requester`` at time ``now`` (µs, taken to the
+    second: consent periods are compared at that precision)."""
 
     db: Database
     requester: Requester
@@ -39,14 +55,30 @@ class TrustPolicy:
     touched: list[Touched] = field(default_factory=list)
     _grants: GrantCache | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self.now -= self.now % 1_000_000
+
     @cached_property
     def agreements(self) -> list[Agreement]:
-        with self.db.read() as conn:
-            return agreements_for(conn, self.requester.organization, today(self.now))
+        """The agreements in force with the requester as recipient: from a per-process
+        cache that one cheap query per request keeps exact (any change to any agreement
+        changes the table's fingerprint)."""
+        key = (self.requester.organization, today(self.now))
+        cache = _AGREEMENT_CACHE.setdefault(self.db, {})
+        with self.db.read_raw() as raw:
+            fingerprint = agreements_fingerprint(raw)
+            hit = cache.get(key)
+            if hit is not None and hit[0] == fingerprint:
+                return hit[1]
+            found = agreements_for(raw, *key)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key] = (fingerprint, found)
+        return found
 
     def _load_grants(self, client: str) -> list[ConsentGrant]:
-        with self.db.read() as conn:
-            return grants_for(conn, client, self.requester.organization)
+        with self.db.read_raw() as raw:
+            return grants_for(raw, client, self.requester.organization)
 
     @property
     def grants(self) -> GrantCache:
@@ -61,8 +93,20 @@ class TrustPolicy:
     def visibility(self) -> Visibility | None:
         organization, purpose, now = self.requester.organization, self.requester.purpose, self.now
         agreements = self.agreements
+        key = (organization, purpose, id(agreements), now)
+        cached = _CONDITIONS.get(key)
+        if cached is None or cached[0] is not agreements:
+            built = visibility_condition(
+                resource, organization=organization, purpose=purpose, agreements=agreements, now=now
+            )
+            if len(_CONDITIONS) > 1000:
+                _CONDITIONS.clear()
+            cached = _CONDITIONS[key] = (agreements, built)
+        on_resource = cached[1]
 
         def condition(res: FromClause) -> ColumnElement[bool]:
+            if res is resource:
+                return on_resource
             return visibility_condition(
                 res, organization=organization, purpose=purpose, agreements=agreements, now=now
             )

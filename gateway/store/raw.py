@@ -69,6 +69,15 @@ class RawExecutor:
         finally:
             cursor.close()
 
+    def fetchall(self, statement: RawStatement, values: Mapping[str, Any]) -> list[Sequence[Any]]:
+        sql, order = statement.compiled(self.dialect)
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(sql, self._arguments(order, values))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
     def execute(self, statement: RawStatement, values: Mapping[str, Any]) -> int:
         """Runs one statement; returns the number of rows it changed."""
         sql, order = statement.compiled(self.dialect)

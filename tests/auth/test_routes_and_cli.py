@@ -26,7 +26,9 @@ from tests.auth import FHIR_BASE, TOKEN_URL, clear_auth_tables, make_assertion, 
 @pytest.fixture
 def auth_client(database: Database) -> Iterator[TestClient]:
     clear_auth_tables(database)
-    settings = Settings(database_url=database.url, public_base_url=FHIR_BASE)
+    settings = Settings(
+        database_url=database.url, public_base_url=FHIR_BASE, outbox_dispatcher=False
+    )
     app = create_app(settings, database=database, migrate=False)
     app.router.routes.insert(
         0, Route("/fhir/.well-known/smart-configuration", smart_configuration, methods=["GET"])

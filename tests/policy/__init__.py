@@ -119,7 +119,9 @@ def trust_gateway(database: Database) -> Iterator[Gateway]:
             scopes="system/*.cruds",
             is_admin=org == "kela",
         )
-    settings = Settings(database_url=database.url, public_base_url=FHIR_BASE)
+    settings = Settings(
+        database_url=database.url, public_base_url=FHIR_BASE, outbox_dispatcher=False
+    )
     app = create_app(settings, database=database, migrate=False)
     assert TOKEN_URL.startswith("http://testserver")
     with TestClient(app, raise_server_exceptions=False) as client:

@@ -14,7 +14,7 @@ from gateway.search import params as params_module
 from gateway.search import query as query_module
 from gateway.search.query import execute_search, find_matches
 from gateway.search.registry import SearchParam, params_for
-from gateway.store.schema import resource, sp_number
+from gateway.store.schema import sp_number
 from tests.search.conftest import Store
 
 HETU = "urn:oid:1.2.246.21"

@@ -1,0 +1,66 @@
+"""Idempotent receipt of X-Road requests: a message id (X-Road message protocol v4.0
+§2.2, header ``id``) seen again from the same client gets the response it got the
+first time, and nothing is stored twice.
+
+Usage, in the one write transaction that also stores what the message carries::
+
+    with db.write() as conn:
+        stored = find_response(conn, request.client, request.message_id)
+        if stored is not None:
+            return stored
+        ...  # store the message's content
+        response = build_response(request, body)
+        record_response(conn, client_id=request.client, message_id=request.message_id,
+                        service_code=request.service_code, response=response)
+    return response
+
+A request that ends in a Fault records nothing, so its sender may repeat it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from sqlalchemy import Connection, insert, select, text
+
+from adapters.xroad.identifiers import ClientId
+from adapters.xroad.schema import inbound
+
+
+def find_response(conn: Connection, client_id: ClientId | str, message_id: str) -> bytes | None:
+    """The response already given to ``message_id`` from ``client_id``, or None.
+
+    On PostgreSQL this first takes a transaction-scoped advisory lock on the pair, so a
+    concurrent copy of the same message waits until the first commits and then finds
+    its response (SQLite write transactions are serial already)."""
+    key = f"{client_id}\n{message_id}"
+    if conn.dialect.name == "postgresql":
+        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
+    found = conn.execute(
+        select(inbound.c.response).where(
+            inbound.c.client_id == str(client_id), inbound.c.message_id == message_id
+        )
+    ).scalar_one_or_none()
+    return None if found is None else bytes(found)
+
+
+def record_response(
+    conn: Connection,
+    *,
+    client_id: ClientId | str,
+    message_id: str,
+    service_code: str,
+    response: bytes,
+) -> None:
+    """Stores the response to ``message_id`` in the caller's transaction."""
+    conn.execute(
+        insert(inbound).values(
+            client_id=str(client_id),
+            message_id=message_id,
+            service_code=service_code,
+            response=response,
+            received_at=time.time_ns() // 1000,
+        )
+    )

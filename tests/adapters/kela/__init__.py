@@ -1,0 +1,1 @@
+"""Tests of the Kela adapter (adapters/kela)."""
