@@ -205,6 +205,15 @@ def _snapshot(terms: AgreementTerms, valid_from: date) -> dict[str, Any]:
     }
 
 
+_changes = 0
+
+
+def changes() -> int:
+    """How many agreement changes this process has made (lets caches of agreements in
+    force notice a change at once; other processes' changes are noticed by polling)."""
+    return _changes
+
+
 def _append_event(
     conn: Connection,
     agreement_id: str,
@@ -215,6 +224,8 @@ def _append_event(
     status: Status,
     detail: dict[str, Any],
 ) -> None:
+    global _changes
+    _changes += 1
     conn.execute(
         insert(agreement_event).values(
             agreement_id=agreement_id,

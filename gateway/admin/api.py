@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from gateway.admin import agreements as svc
 from gateway.admin import organizations as orgs
 from gateway.audit import log as audit_log
-from gateway.audit.fhir import to_audit_event
+from gateway.audit.fhir import to_audit_events
 from gateway.auth.routes import auth_urls
 from gateway.auth.tokens import InsufficientScope, bearer_token, verify_access_token
 from gateway.errors import BadRequest
@@ -352,14 +352,18 @@ def audit_events(
     count: int = Query(100, alias="_count", ge=1, le=1000),
     admin: str | None = Depends(require_admin),
 ) -> dict[str, Any]:
-    """The log as a FHIR searchset Bundle of AuditEvents (BALP), newest first."""
+    """The log as a FHIR searchset Bundle of AuditEvents (BALP), newest first: each
+    request's access event and its disclosure events (``kind=disclosure``: only those)."""
     found = _audit_entries(
         request, hetu=patient, organization=organization, kind=kind, before_seq=before, limit=count
     )
+    events = [event for entry in found for event in to_audit_events(entry)]
+    if kind == audit_log.DISCLOSURE:
+        events = [e for e in events if any(c["code"] == "disclose" for c in e.get("subtype", []))]
     return {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": to_audit_event(e), "search": {"mode": "match"}} for e in found],
+        "entry": [{"resource": event, "search": {"mode": "match"}} for event in events],
     }
 
 
@@ -369,37 +373,7 @@ def audit_client_extract(
 ) -> dict[str, Any]:
     """The client's log extract (right to know who used or received their data): every
     access to their data and every disclosure of it, newest first."""
-    found = _audit_entries(request, hetu=hetu, limit=10_000)
-
-    def summary(entry: dict[str, Any]) -> dict[str, Any]:
-        record = entry["record"]
-        return {
-            "at": format_instant(int(entry["at"])),
-            "organization": entry["organization"],
-            "client": entry["client_id"],
-            "purpose": entry["purpose"],
-            "action": entry["action"],
-            "outcome": entry["outcome"],
-            "resources": record.get("resources", []),
-            **(
-                {
-                    "provider": entry["provider"],
-                    "recipient": entry["recipient"],
-                    "categories": record.get("categories", []),
-                    "agreement": record.get("agreement"),
-                    "consent": record.get("consent"),
-                    "legal_basis": record.get("legal_basis"),
-                }
-                if entry["kind"] == audit_log.DISCLOSURE
-                else {}
-            ),
-        }
-
-    return {
-        "hetu": hetu,
-        "accesses": [summary(e) for e in found if e["kind"] == audit_log.ACCESS],
-        "disclosures": [summary(e) for e in found if e["kind"] == audit_log.DISCLOSURE],
-    }
+    return audit_log.client_extract(_audit_entries(request, hetu=hetu, limit=10_000), hetu)
 
 
 @router.get("/audit/verify")

@@ -27,7 +27,7 @@ from gateway.api.http import (
     read_resource_body,
     version_headers,
 )
-from gateway.audit.log import request_records
+from gateway.audit.log import request_record
 from gateway.auth.routes import auth_urls
 from gateway.auth.tokens import bearer_token
 from gateway.errors import BadRequest, FhirError, UnsupportedMediaType, operation_outcome
@@ -126,7 +126,7 @@ async def call(
         requester = ctx.requester
         if requester is not None:
             request.app.state.audit.record(
-                request_records(
+                request_record(
                     requester=requester,
                     action=ACTIONS.get(function.__name__, function.__name__),
                     status=status,

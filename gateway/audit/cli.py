@@ -7,8 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.admin.cli import DatabaseOption, open_database
-from gateway.audit.log import entries, verify
-from gateway.search.values import format_instant
+from gateway.audit.log import client_extract, entries, verify
 
 audit_app = typer.Typer(help="The access and disclosure log", no_args_is_help=True)
 
@@ -33,19 +32,29 @@ def client_command(
 ) -> None:
     """Who used or received the client's data (the client's right to know)."""
     with open_database(database) as db:
-        found = entries(db, hetu=hetu, limit=limit)
+        extract = client_extract(entries(db, hetu=hetu, limit=limit), hetu)
     table = Table("when", "kind", "organisation", "client", "purpose", "action", "from", "basis")
-    for entry in found:
-        record = entry["record"]
+    for access in extract["accesses"]:
         table.add_row(
-            format_instant(int(entry["at"])),
-            str(entry["kind"]),
-            str(entry["organization"] or ""),
-            str(entry["client_id"] or ""),
-            str(entry["purpose"] or ""),
-            str(entry["action"]),
-            str(entry["provider"] or ""),
-            str(record.get("agreement") or record.get("legal_basis") or ""),
+            access["at"],
+            "access",
+            str(access["organization"] or ""),
+            str(access["client"] or ""),
+            str(access["purpose"] or ""),
+            access["action"],
+            "",
+            "",
+        )
+    for disclosure in extract["disclosures"]:
+        table.add_row(
+            disclosure["at"],
+            "disclosure",
+            str(disclosure["recipient"] or ""),
+            str(disclosure["client"] or ""),
+            str(disclosure["purpose"] or ""),
+            disclosure["action"],
+            disclosure["provider"],
+            str(disclosure["agreement"] or disclosure["legal_basis"] or ""),
         )
     Console(width=160).print(table)
-    typer.echo(f"{len(found)} entries")
+    typer.echo(f"{len(extract['accesses'])} accesses, {len(extract['disclosures'])} disclosures")

@@ -1,10 +1,11 @@
 """The access and disclosure log (Act 703/2023 on the processing of client data in
 healthcare and social welfare; IHE Basic Audit Log Patterns, BALP).
 
-- Access entries: every FHIR request of an authenticated client — who (client id,
-  organisation, end user if known), when, what (resources, the clients' HETUs, the
-  query), purpose, outcome.
-- Disclosure entries: every resource that left its custodian for another organisation —
+One entry per FHIR request of an authenticated client:
+
+- the access: who (client id, organisation, end user if known), when, what (resources,
+  the clients' HETUs, the query), purpose, outcome;
+- the disclosures it made: per organisation whose resources left it for the requester —
   provider, recipient, the clients, data categories, and the agreement, consent and
   legal basis that allowed it.
 
@@ -32,8 +33,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select, text
 
-from gateway.audit.schema import audit_entry, audit_subject
+from gateway.audit.schema import audit_entry, audit_key
 from gateway.policy import Requester, Touched
+from gateway.search.values import format_instant
 from gateway.store.database import Database
 from gateway.store.raw import RawExecutor, RawStatement
 from gateway.store.schema import resource, sp_token
@@ -49,33 +51,29 @@ _CHAIN_LOCK_KEY = 0x5117A_A0D17  # PostgreSQL advisory lock of the chain's tail
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One entry before it is chained; ``patients`` are Patient ids (HETUs are resolved
-    when the entry is appended)."""
+    """The log entry of one request before it is chained: the access, and the
+    disclosures it made (``patients`` are Patient ids; their HETUs are resolved when the
+    entry is appended)."""
 
     at: int
-    kind: str
     action: str
     outcome: str
     client_id: str | None
     organization: str | None
     user_id: str | None
     purpose: str | None
-    provider: str | None = None
-    recipient: str | None = None
     patients: tuple[str, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
+    disclosures: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return DISCLOSURE if self.disclosures else ACCESS
 
 
 def _entry_hash(prev_hash: str, content: dict[str, Any]) -> str:
     payload = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
-
-
-def _content(seq: int, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The hashed content of an entry: every column but the hashes."""
-    content = {k: row[k] for k in _COLUMNS}
-    content["seq"] = seq
-    return content
 
 
 _COLUMNS = (
@@ -87,13 +85,18 @@ _COLUMNS = (
     "organization",
     "user_id",
     "purpose",
-    "provider",
-    "recipient",
     "record",
 )
 
 
-def request_records(
+def _content(seq: int, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed content of an entry: every column but the hashes."""
+    content = {k: row[k] for k in _COLUMNS}
+    content["seq"] = seq
+    return content
+
+
+def request_record(
     *,
     requester: Requester,
     action: str,
@@ -101,14 +104,33 @@ def request_records(
     touched: Sequence[Touched],
     query: str | None,
     at: int,
-) -> list[AuditRecord]:
-    """The access entry of one request and a disclosure entry per (custodian, basis)."""
+) -> AuditRecord:
+    """The entry of one request: what it touched, and one disclosure per (custodian,
+    agreement, consent) of the resources that left their custodian."""
     outcome = "success" if status < 400 else ("denied" if status in (401, 403) else "failure")
     seen = [t for t in touched if t.decision.permitted]
-    denied = [t for t in touched if not t.decision.permitted]
-    access = AuditRecord(
+    groups: dict[tuple[str, str | None, str | None], list[Touched]] = {}
+    for item in seen:
+        if item.decision.rule in _NOT_DISCLOSURES or item.custodian == requester.organization:
+            continue
+        key = (item.custodian or "", item.decision.agreement_id, item.decision.consent_id)
+        groups.setdefault(key, []).append(item)
+    disclosures = tuple(
+        {
+            "provider": provider,
+            "patients": list(_unique(t.client for t in items)),
+            "resources": list(_unique(f"{t.res_type}/{t.res_id}" for t in items)),
+            "categories": sorted({t.res_type for t in items}),
+            "agreement": agreement_id,
+            "consent": consent_id,
+            "legal_basis": items[0].decision.legal_basis,
+            "rule": items[0].decision.rule,
+            "redactions": sorted({r for t in items for r in t.decision.redactions}),
+        }
+        for (provider, agreement_id, consent_id), items in groups.items()
+    )
+    return AuditRecord(
         at=at,
-        kind=ACCESS,
         action=action,
         outcome=outcome,
         client_id=requester.client_id,
@@ -120,71 +142,51 @@ def request_records(
             "status": status,
             "query": query,
             "resources": list(_unique(f"{t.res_type}/{t.res_id}" for t in seen)),
-            "withheld": len(denied),
+            "withheld": len(touched) - len(seen),
         },
+        disclosures=disclosures,
     )
-    records = [access]
-    groups: dict[tuple[str, str | None, str | None], list[Touched]] = {}
-    for item in seen:
-        if item.custodian == requester.organization or item.decision.rule in (
-            "directory",
-            "write",
-            "custodian",
-        ):
-            continue
-        key = (item.custodian or "", item.decision.agreement_id, item.decision.consent_id)
-        groups.setdefault(key, []).append(item)
-    for (provider, agreement_id, consent_id), items in groups.items():
-        decision = items[0].decision
-        records.append(
-            AuditRecord(
-                at=at,
-                kind=DISCLOSURE,
-                action=action,
-                outcome="success",
-                client_id=requester.client_id,
-                organization=requester.organization,
-                user_id=requester.user,
-                purpose=requester.purpose,
-                provider=provider,
-                recipient=requester.organization,
-                patients=_unique(t.client for t in items),
-                detail={
-                    "resources": list(_unique(f"{t.res_type}/{t.res_id}" for t in items)),
-                    "categories": sorted({t.res_type for t in items}),
-                    "agreement": agreement_id,
-                    "consent": consent_id,
-                    "legal_basis": decision.legal_basis,
-                    "rule": decision.rule,
-                    "redactions": sorted({r for t in items for r in t.decision.redactions}),
-                },
-            )
-        )
-    return records
+
+
+# Decisions that disclose nothing to another organisation.
+_NOT_DISCLOSURES = frozenset(("directory", "write", "custodian"))
 
 
 def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
 
-def _hetus(conn: Connection, patient_ids: Sequence[str]) -> dict[str, str]:
+# Patient id → HETU, kept by the process (a client's HETU practically never changes).
+_HETU_CACHE: dict[str, str] = {}
+_HETU_CACHE_SIZE = 200_000
+
+
+def _hetus(conn: Connection, patient_ids: Iterable[str]) -> dict[str, str]:
     """Patient id → HETU (identifier ``urn:oid:1.2.246.21``) from the search index."""
-    if not patient_ids:
-        return {}
-    rows = conn.execute(
-        select(resource.c.res_id, sp_token.c.code)
-        .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
-        .where(
-            resource.c.res_type == "Patient",
-            resource.c.res_id.in_(sorted(set(patient_ids))),
-            sp_token.c.param == "identifier",
-            sp_token.c.system == HETU_SYSTEM,
+    wanted = set(patient_ids)
+    missing = sorted(wanted - _HETU_CACHE.keys())
+    if missing:
+        rows = conn.execute(
+            select(resource.c.res_id, sp_token.c.code)
+            .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
+            .where(
+                resource.c.res_type == "Patient",
+                resource.c.res_id.in_(missing),
+                sp_token.c.param == "identifier",
+                sp_token.c.system == HETU_SYSTEM,
+            )
         )
-    )
-    return {res_id: code for res_id, code in rows}
+        if len(_HETU_CACHE) > _HETU_CACHE_SIZE:
+            _HETU_CACHE.clear()
+        _HETU_CACHE.update((res_id, code) for res_id, code in rows)
+    return {p: _HETU_CACHE[p] for p in wanted if p in _HETU_CACHE}
 
 
 _LAST_ENTRY = RawStatement(text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1"))
+
+
+def _with_hetus(patients: Iterable[str], hetus: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [{"id": p, "hetu": hetus.get(p)} for p in patients]
 
 
 def append(db: Database, records: Sequence[AuditRecord]) -> None:
@@ -197,12 +199,19 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
         raw = RawExecutor.of(conn)
         last = raw.fetchone(_LAST_ENTRY, {})
         seq, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        hetus = _hetus(conn, [p for r in records for p in r.patients])
+        hetus = _hetus(
+            conn,
+            [p for r in records for p in r.patients]
+            + [p for r in records for d in r.disclosures for p in d["patients"]],
+        )
         entries: list[dict[str, Any]] = []
-        subjects: list[dict[str, Any]] = []
+        keys: list[dict[str, Any]] = []
         for record in records:
             seq += 1
-            patients = [{"id": p, "hetu": hetus.get(p)} for p in record.patients]
+            patients = _with_hetus(record.patients, hetus)
+            disclosures = [
+                {**d, "patients": _with_hetus(d["patients"], hetus)} for d in record.disclosures
+            ]
             row: dict[str, Any] = {
                 "at": record.at,
                 "kind": record.kind,
@@ -212,20 +221,22 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
                 "organization": record.organization,
                 "user_id": record.user_id,
                 "purpose": record.purpose,
-                "provider": record.provider,
-                "recipient": record.recipient,
-                "record": {**record.detail, "patients": patients},
+                "record": {**record.detail, "patients": patients, "disclosures": disclosures},
             }
             digest = _entry_hash(prev_hash, _content(seq, row))
             row["record"] = orjson.dumps(row["record"]).decode()
             entries.append({**row, "seq": seq, "prev_hash": prev_hash, "hash": digest})
-            subjects.extend(
-                {"seq": seq, "hetu": hetu}
-                for hetu in dict.fromkeys(p["hetu"] for p in patients if p["hetu"])
+            found_by = {f"hetu:{p['hetu']}" for p in patients if p["hetu"]}
+            found_by.update(
+                f"hetu:{p['hetu']}" for d in disclosures for p in d["patients"] if p["hetu"]
             )
+            found_by.update(f"org:{d['provider']}" for d in disclosures if d["provider"])
+            if record.organization:
+                found_by.add(f"org:{record.organization}")
+            keys.extend({"key": key, "seq": seq} for key in sorted(found_by))
             prev_hash = digest
         raw.insert_rows(audit_entry, entries)
-        raw.insert_rows(audit_subject, subjects)
+        raw.insert_rows(audit_key, keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +283,13 @@ def entries(
     before_seq: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Log entries newest first, optionally of one client (HETU), organisation or kind."""
+    """Log entries newest first, optionally of one client (HETU), one organisation (as
+    requester or as provider of a disclosure), or one kind."""
     e = audit_entry.c
     query = select(audit_entry)
-    if hetu is not None:
-        query = query.where(
-            e.seq.in_(select(audit_subject.c.seq).where(audit_subject.c.hetu == hetu))
-        )
-    if organization is not None:
-        query = query.where((e.organization == organization) | (e.provider == organization))
+    for key in (f"hetu:{hetu}" if hetu else None, f"org:{organization}" if organization else None):
+        if key is not None:
+            query = query.where(e.seq.in_(select(audit_key.c.seq).where(audit_key.c.key == key)))
     if kind is not None:
         query = query.where(e.kind == kind)
     if since is not None:
@@ -290,6 +299,45 @@ def entries(
     query = query.order_by(e.seq.desc()).limit(limit)
     with db.read() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def client_extract(found: Sequence[Mapping[str, Any]], hetu: str) -> dict[str, Any]:
+    """What the log holds of one client: the accesses to their data and the disclosures
+    of it (the client's right to know who used or received their data)."""
+
+    def concerns(patients: Iterable[Mapping[str, Any]]) -> bool:
+        return any(p.get("hetu") == hetu for p in patients)
+
+    accesses: list[dict[str, Any]] = []
+    disclosures: list[dict[str, Any]] = []
+    for entry in found:
+        record = entry["record"]
+        common = {
+            "at": format_instant(int(entry["at"])),
+            "organization": entry["organization"],
+            "client": entry["client_id"],
+            "purpose": entry["purpose"],
+            "action": entry["action"],
+        }
+        if concerns(record.get("patients", [])):
+            accesses.append(
+                {**common, "outcome": entry["outcome"], "resources": record.get("resources", [])}
+            )
+        for disclosure in record.get("disclosures", []):
+            if concerns(disclosure.get("patients", [])):
+                disclosures.append(
+                    {
+                        **common,
+                        "provider": disclosure["provider"],
+                        "recipient": entry["organization"],
+                        "resources": disclosure["resources"],
+                        "categories": disclosure["categories"],
+                        "agreement": disclosure["agreement"],
+                        "consent": disclosure["consent"],
+                        "legal_basis": disclosure["legal_basis"],
+                    }
+                )
+    return {"hetu": hetu, "accesses": accesses, "disclosures": disclosures}
 
 
 class AuditLog:
@@ -304,9 +352,8 @@ class AuditLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, records: Iterable[AuditRecord]) -> None:
-        for record in records:
-            self._queue.put(record)
+    def record(self, record: AuditRecord) -> None:
+        self._queue.put(record)
 
     def _drain(self) -> Iterator[list[AuditRecord]]:
         batch: list[AuditRecord] = []

@@ -1,9 +1,10 @@
-"""Tables of the access and disclosure log (migration 0005): hash-chained entries and
-the clients (HETU) each entry concerns. Both are append-only (database triggers)."""
+"""Tables of the access and disclosure log (migration 0005): one hash-chained entry per
+request, and the keys it is found by (the clients' HETUs and the organisations involved).
+Both are append-only (database triggers)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, MetaData, String, Table
 
 from gateway.store.schema import PrimaryKey
 
@@ -21,19 +22,16 @@ audit_entry = Table(
     Column("organization", String(64), nullable=True),
     Column("user_id", String(256), nullable=True),
     Column("purpose", String(64), nullable=True),
-    Column("provider", String(64), nullable=True),
-    Column("recipient", String(64), nullable=True),
     Column("record", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Index("ix_audit_entry_at", "at"),
-    Index("ix_audit_entry_organization", "organization", "at"),
 )
 
-audit_subject = Table(
-    "audit_subject",
+# ``hetu:<HETU>`` and ``org:<organisation id>`` of every entry: the per-client extract and
+# the per-organisation view are lookups on this one index.
+audit_key = Table(
+    "audit_key",
     metadata,
+    Column("key", String(96), primary_key=True),
     Column("seq", PrimaryKey, ForeignKey("audit_entry.seq"), primary_key=True),
-    Column("hetu", String(32), primary_key=True),
-    Index("ix_audit_subject_hetu", "hetu", "seq"),
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -49,7 +50,7 @@ AGREEMENT = "agreement"
 AGREEMENT_AND_CONSENT = "agreement-and-consent"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ResourceFacts:
     """What a decision looks at: type, custodian, client and (lazily) categories."""
 
@@ -59,8 +60,12 @@ class ResourceFacts:
     client: str | None
     resource: dict[str, Any] | None = None
 
-    def categories(self) -> frozenset[tuple[str, str]]:
+    @cached_property
+    def category_codes(self) -> frozenset[tuple[str, str]]:
         return frozenset() if self.resource is None else category_tokens(self.resource)
+
+    def categories(self) -> frozenset[tuple[str, str]]:
+        return self.category_codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +205,12 @@ def _permit(
 ) -> Decision:
     redactions: tuple[Redaction, ...] = ()
     if facts.resource is not None:
-        candidates = [r for r in rules.redactions if r.resource_type == facts.res_type]
-        if candidates:
-            categories = facts.categories()
-            redactions = tuple(
-                r
-                for r in candidates
-                if r.matches(facts.resource, categories=categories, consented=consented)
-            )
+        redactions = tuple(
+            r
+            for r in rules.redactions
+            if r.resource_type == facts.res_type
+            and r.matches(facts.resource, categories=facts.categories, consented=consented)
+        )
     basis = agreement.legal_basis
     return Decision(
         Verdict.PERMIT,

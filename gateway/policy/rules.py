@@ -45,17 +45,18 @@ class Redaction:
         self,
         resource: dict[str, Any],
         *,
-        categories: frozenset[tuple[str, str]],
+        categories: Callable[[], frozenset[tuple[str, str]]],
         consented: Callable[[], bool],
     ) -> bool:
-        """Whether the rule applies; ``consented`` is asked last, only when it matters."""
+        """Whether the rule applies; ``categories`` and ``consented`` are asked only when
+        they matter."""
         if resource.get("resourceType") != self.resource_type:
             return False
         if self.security_label is not None:
             labels = (resource.get("meta") or {}).get("security") or []
             if not any(_coding_is(c, self.security_label) for c in labels):
                 return False
-        if self.category is not None and self.category not in categories:
+        if self.category is not None and self.category not in categories():
             return False
         return not (self.unless_consent and consented())
 

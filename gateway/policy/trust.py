@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -12,6 +13,7 @@ import orjson
 from sqlalchemy import ColumnElement, FromClause
 
 from gateway.admin.agreements import Agreement
+from gateway.admin.agreements import changes as agreement_changes
 from gateway.policy import Decision, Requester, Touched, Verdict
 from gateway.policy.engine import (
     CUSTODIAN,
@@ -32,9 +34,18 @@ from gateway.store.database import Database
 from gateway.store.repository import Visibility
 from gateway.store.schema import resource
 
-_AGREEMENT_CACHE: WeakKeyDictionary[
-    Database, dict[tuple[str, date], tuple[tuple[Any, ...], list[Agreement]]]
-] = WeakKeyDictionary()
+AGREEMENT_RECHECK_SECONDS = 1.0
+
+
+@dataclass
+class _AgreementCache:
+    by_key: dict[tuple[str, date], list[Agreement]] = field(default_factory=dict)
+    fingerprint: tuple[Any, ...] = ()
+    local_changes: int = -1
+    checked_at: float = 0.0
+
+
+_AGREEMENT_CACHE: WeakKeyDictionary[Database, _AgreementCache] = WeakKeyDictionary()
 
 
 # The visibility condition on ``resource`` built once per requester, purpose, agreements
@@ -42,6 +53,19 @@ _AGREEMENT_CACHE: WeakKeyDictionary[
 _CONDITIONS: dict[
     tuple[str, str | None, int, int], tuple[list[Agreement], ColumnElement[bool]]
 ] = {}
+
+
+@cache
+def _redaction_markers() -> dict[str, tuple[bytes | None, ...]]:
+    """Per type, the JSON-encoded code each redaction rule needs in a resource (None: the
+    rule may apply to any resource of the type)."""
+    markers: dict[str, list[bytes | None]] = {}
+    for rule in access_rules().redactions:
+        needed = rule.security_label or rule.category
+        markers.setdefault(rule.resource_type, []).append(
+            None if needed is None else orjson.dumps(needed[1])
+        )
+    return {type_: tuple(found) for type_, found in markers.items()}
 
 
 @dataclass
@@ -60,20 +84,28 @@ class TrustPolicy:
 
     @cached_property
     def agreements(self) -> list[Agreement]:
-        """The agreements in force with the requester as recipient: from a per-process
-        cache that one cheap query per request keeps exact (any change to any agreement
-        changes the table's fingerprint)."""
+        """The agreements in force with the requester as recipient, from a per-process
+        cache. A change made by this process is seen at once; one made by another process
+        (the CLI, another worker) within ``AGREEMENT_RECHECK_SECONDS``, when the table's
+        fingerprint (row count, latest change) is read again."""
         key = (self.requester.organization, today(self.now))
-        cache = _AGREEMENT_CACHE.setdefault(self.db, {})
-        with self.db.read_raw() as raw:
-            fingerprint = agreements_fingerprint(raw)
-            hit = cache.get(key)
-            if hit is not None and hit[0] == fingerprint:
-                return hit[1]
-            found = agreements_for(raw, *key)
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[key] = (fingerprint, found)
+        cache = _AGREEMENT_CACHE.setdefault(self.db, _AgreementCache())
+        local = agreement_changes()
+        clock = time.monotonic()
+        if local != cache.local_changes or clock - cache.checked_at > AGREEMENT_RECHECK_SECONDS:
+            with self.db.read_raw() as raw:
+                fingerprint = agreements_fingerprint(raw)
+            if fingerprint != cache.fingerprint:
+                cache.by_key.clear()
+                cache.fingerprint = fingerprint
+            cache.local_changes, cache.checked_at = local, clock
+        found = cache.by_key.get(key)
+        if found is None:
+            with self.db.read_raw() as raw:
+                found = agreements_for(raw, *key)
+            if len(cache.by_key) > 10_000:
+                cache.by_key.clear()
+            cache.by_key[key] = found
         return found
 
     def _load_grants(self, client: str) -> list[ConsentGrant]:
@@ -136,7 +168,8 @@ class TrustPolicy:
         decision = self._own_or_directory(res_type, custodian)
         resource: dict[str, Any] | None = None
         if decision is None:
-            resource = orjson.loads(body)
+            if self._needs_content(res_type, custodian, body):
+                resource = orjson.loads(body)
             decision = self.decide(ResourceFacts(res_type, res_id, custodian, client, resource))
         self.touched.append(Touched(res_type, res_id, custodian, client, decision))
         if not decision.permitted:
@@ -144,6 +177,23 @@ class TrustPolicy:
         if resource is not None and decision.redactions:
             return redact(resource, decision.redactions)
         return body
+
+    @cached_property
+    def _narrowed(self) -> frozenset[tuple[str, str]]:
+        """(provider, type) pairs that an agreement narrows by category."""
+        return frozenset(
+            (a.provider, c.resource_type) for a in self.agreements for c in a.categories if c.system
+        )
+
+    def _needs_content(self, res_type: str, custodian: str | None, body: bytes) -> bool:
+        """Whether deciding needs the parsed resource: an agreement from its custodian
+        narrows the type by category, or a redaction rule for the type may apply (its
+        category or security-label code occurs in the stored JSON)."""
+        if (custodian, res_type) in self._narrowed:
+            return True
+        return any(
+            marker is None or marker in body for marker in _redaction_markers().get(res_type, ())
+        )
 
     def check_write(
         self,

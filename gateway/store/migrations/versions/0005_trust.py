@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-APPEND_ONLY = ("audit_entry", "audit_subject")
+APPEND_ONLY = ("audit_entry", "audit_key")
 
 
 def upgrade() -> None:
@@ -53,25 +53,18 @@ def upgrade() -> None:
         sa.Column("organization", sa.String(length=64), nullable=True),
         sa.Column("user_id", sa.String(length=256), nullable=True),
         sa.Column("purpose", sa.String(length=64), nullable=True),
-        sa.Column("provider", sa.String(length=64), nullable=True),
-        sa.Column("recipient", sa.String(length=64), nullable=True),
         sa.Column("record", sa.JSON(), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
     )
-    with op.batch_alter_table("audit_entry", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_entry_at", ["at"], unique=False)
-        batch_op.create_index("ix_audit_entry_organization", ["organization", "at"], unique=False)
     op.create_table(
-        "audit_subject",
+        "audit_key",
+        sa.Column("key", sa.String(length=96), nullable=False),
         sa.Column("seq", PK, nullable=False),
-        sa.Column("hetu", sa.String(length=32), nullable=False),
         sa.ForeignKeyConstraint(["seq"], ["audit_entry.seq"]),
-        sa.PrimaryKeyConstraint("seq", "hetu"),
+        sa.PrimaryKeyConstraint("key", "seq"),
     )
-    with op.batch_alter_table("audit_subject", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_subject_hetu", ["hetu", "seq"], unique=False)
     # The log is append-only in the database itself, not only in the code.
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -97,7 +90,7 @@ def downgrade() -> None:
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
         op.execute("DROP FUNCTION silta_append_only()")
-    op.drop_table("audit_subject")
+    op.drop_table("audit_key")
     op.drop_table("audit_entry")
     op.drop_table("sp_consent_grant")
     with op.batch_alter_table("resource", schema=None) as batch_op:
