@@ -18,6 +18,8 @@ from gateway.audit.log import AuditLog
 from gateway.auth.routes import auth_routes, smart_configuration
 from gateway.auth.tokens import VerifiedTokens
 from gateway.config import Settings
+from gateway.exchange.loop import task_changed
+from gateway.exchange.xroad import xroad_endpoint
 from gateway.outbox.api import router as outbox_router
 from gateway.outbox.dispatcher import Dispatcher
 from gateway.store.database import Database
@@ -78,6 +80,7 @@ def create_app(
             # POST to the base itself (no trailing slash) is a transaction or batch.
             Route(FHIR_BASE_PATH, transaction_or_batch, methods=["POST"]),
             Mount(FHIR_BASE_PATH, routes=fhir_routes()),
+            Route("/exchange/xroad", xroad_endpoint, methods=["POST"]),
             Mount("/", app=api),
         ],
     )
@@ -87,6 +90,7 @@ def create_app(
         application.state.database = database
         application.state.tokens = tokens
         application.state.audit = audit
+        application.state.write_hooks = (task_changed,)
         errors.install(application)
     app.state.api = api
     return app

@@ -77,6 +77,7 @@ def context(request: Request) -> RequestContext:
         base_url=base,
         policy=policy,
         strict_handling=Prefer.parse(request.headers.get("prefer")).strict,
+        write_hooks=state.write_hooks,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -15,6 +15,9 @@ from gateway.policy import AccessPolicy, Decision, PermitAll, Requester, Touched
 from gateway.store.database import Database
 from gateway.store.raw import RawExecutor
 from gateway.store.repository import StoredResource
+
+WriteHook = Callable[["RequestContext", Connection, StoredResource, StoredResource | None], None]
+"""Called with the context, the open transaction, the stored version and the one before."""
 
 
 @dataclass
@@ -31,6 +34,9 @@ class RequestContext:
     base_url: str
     policy: AccessPolicy = field(default_factory=PermitAll)
     strict_handling: bool = False
+    # Run after every write, inside its transaction (e.g. the Kela exchange queues the
+    # feedback a Task change causes in the same transaction as the change).
+    write_hooks: tuple[WriteHook, ...] = ()
     _conn: Connection | None = field(default=None, init=False, repr=False)
 
     @contextmanager
@@ -76,8 +82,12 @@ class RequestContext:
                 f"The access token does not allow {interaction} on {resource_type}"
             )
 
-    def wrote(self, stored: StoredResource) -> None:
-        """Records a written resource for the access log."""
+    def wrote(
+        self, conn: Connection, stored: StoredResource, previous: StoredResource | None
+    ) -> None:
+        """Runs the write hooks and records the written resource for the access log."""
+        for hook in self.write_hooks:
+            hook(self, conn, stored, previous)
         if self.policy.requester is not None:
             self.policy.touched.append(
                 Touched(

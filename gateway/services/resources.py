@@ -227,7 +227,7 @@ def _insert(
     stored = StoredResource(
         pk, resource_type, resource_id, 1, now, False, body, method, custodian, client
     )
-    ctx.wrote(stored)
+    ctx.wrote(conn, stored, None)
     return WriteResult(stored=stored, resource=resource, created=True)
 
 
@@ -274,7 +274,7 @@ def _new_version(
         current.custodian,
         client,
     )
-    ctx.wrote(stored)
+    ctx.wrote(conn, stored, current)
     return WriteResult(stored=stored, resource=resource, created=current.deleted)
 
 

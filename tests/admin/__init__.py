@@ -14,6 +14,7 @@ from gateway.services.context import RequestContext
 from gateway.store.database import Database
 
 KELA_BUSINESS_ID = "0246246-0"
+PIRHA_BUSINESS_ID = "3221308-6"
 TODAY = date.today()
 START = TODAY - timedelta(days=365)
 
@@ -54,6 +55,7 @@ def register_parties(db: Database) -> None:
             "pirha",
             "Pirkanmaan hyvinvointialue",
             "wellbeing-area",
+            (orgs.Identifier(orgs.BUSINESS_ID_SYSTEM, PIRHA_BUSINESS_ID),),
             municipalities=tuple(orgs.municipalities_of_area("08")),
         ),
     )

@@ -25,7 +25,7 @@ CUSTODIAN_SYSTEM = "https://silta.example.org/fhir/CodeSystem/custodian"
 CONSENT_CATEGORY = {"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}
 PURPOSE_SYSTEM = "https://silta.example.org/fhir/CodeSystem/purpose-of-use"
 CONCERN = {
-    "system": "https://silta.example.org/fhir/CodeSystem/service-request-category",
+    "system": "https://silta.example.org/fhir/CodeSystem/kela-request-category",
     "code": "concern-notification",
 }
 

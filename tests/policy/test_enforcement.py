@@ -179,7 +179,7 @@ def test_category_narrowed_agreement(gw: Gateway) -> None:
         categories=(
             svc.Category(
                 "ServiceRequest",
-                "https://silta.example.org/fhir/CodeSystem/service-request-category",
+                "https://silta.example.org/fhir/CodeSystem/kela-request-category",
                 "concern-notification",
             ),
         )

@@ -1,0 +1,279 @@
+"""``POST /exchange/xroad``: Kela's messages over the Suomi.fi Data Exchange Layer
+(X-Road message protocol 4.0, SOAP 1.1).
+
+One message is one database transaction: the calling X-Road member is mapped to its
+registered organisation; a message id seen before gets the response it got then and
+stores nothing; otherwise the body is validated and mapped (``adapters.kela``), the
+resulting transaction Bundle is stored as that organisation (custodian, policy, write
+hooks and access log as for any FHIR request) and the response is recorded with it.
+A crash before the commit stores nothing, so Kela's retry is processed afresh.
+
+A notification about a client whose notification Task (or shared CarePlan) is already
+open at the same wellbeing area starts no parallel process: no new Task is created, the
+new ServiceRequest points at the open one (``supportingInfo``), and the response tells
+Kela the client is already being handled (since when, and by whom if an agreement from
+the wellbeing area to Kela allows).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.kela import InHand, KelaMessageError, NamedContact, map_inbound, response_for
+from adapters.kela.inbound import InboundResult
+from adapters.xroad.envelope import (
+    CONTENT_TYPE,
+    FaultCode,
+    XRoadFault,
+    XRoadRequest,
+    build_fault,
+    build_response,
+    parse_request,
+)
+from adapters.xroad.inbound import find_response, record_response
+from adapters.xroad.members import organization_of
+from gateway.admin.agreements import active_agreements
+from gateway.api.http import read_body
+from gateway.audit.log import request_record
+from gateway.errors import FhirError
+from gateway.exchange.directory import RegisterDirectory
+from gateway.exchange.loop import KELA_TASK_CODES, NOTIFICATION_TASK
+from gateway.policy import Requester
+from gateway.policy.rules import access_rules
+from gateway.policy.trust import TrustPolicy
+from gateway.search.query import find_matches
+from gateway.services import transactions
+from gateway.services.context import RequestContext
+from gateway.services.resources import now_micros
+from gateway.store import repository
+from gateway.store.raw import RawExecutor
+
+HETU_SYSTEM = "urn:oid:1.2.246.21"
+# Service → the purpose of use of what it stores.
+SERVICE_PURPOSES = {
+    "ConcernNotification": "concern-notification",
+    "ApplicationForwarding": "social-assistance",
+    "BenefitDecision": "social-assistance",
+}
+OPEN_TASK = "requested,received,accepted,ready,in-progress,on-hold"
+
+
+async def xroad_endpoint(request: Request) -> Response:
+    """The SOAP endpoint; every refusal is a SOAP 1.1 Fault (HTTP 500, SOAP 1.1 §6.2)."""
+    state = request.app.state
+    try:
+        message = await read_body(request, state.settings.max_body_bytes)
+    except FhirError as error:
+        return _soap(build_fault(FaultCode.CLIENT, error.diagnostics), 500)
+    base_url = state.settings.public_base_url or f"{str(request.base_url).rstrip('/')}/fhir"
+    body, status = exchange(
+        RequestContext(
+            db=state.database,
+            settings=state.settings,
+            base_url=base_url,
+            write_hooks=state.write_hooks,
+        ),
+        message,
+        audit=state.audit,
+    )
+    return _soap(body, status)
+
+
+def _soap(body: bytes, status: int) -> Response:
+    return Response(body, status_code=status, media_type=CONTENT_TYPE)
+
+
+def exchange(template: RequestContext, message: bytes, *, audit: Any = None) -> tuple[bytes, int]:
+    """Processes one SOAP request; returns the response envelope and HTTP status."""
+    try:
+        xroad = parse_request(message)
+    except XRoadFault as fault:
+        return fault.envelope(), 500
+    try:
+        return _process(template, xroad, audit), 200
+    except XRoadFault as fault:
+        return fault.envelope(xroad), 500
+    except KelaMessageError as error:
+        return build_fault(FaultCode.CLIENT, f"{error.code}: {error.message}", request=xroad), 500
+    except FhirError as error:
+        code = FaultCode.CLIENT if error.status < 500 else FaultCode.SERVER
+        return build_fault(code, error.diagnostics, request=xroad), 500
+
+
+def _process(template: RequestContext, xroad: XRoadRequest, audit: Any) -> bytes:
+    db = template.db
+    with db.read() as conn:
+        organization = organization_of(conn, xroad.client)
+    if organization is None:
+        raise XRoadFault(f"X-Road client {xroad.client} is not registered with this gateway")
+    requester = Requester(
+        client_id=f"xroad:{xroad.client}",
+        organization=organization,
+        purpose=SERVICE_PURPOSES.get(xroad.service_code),
+        scopes=("system/*.cruds",),
+        user=xroad.headers.user_id,
+    )
+    ctx = RequestContext(
+        db=db,
+        settings=template.settings,
+        base_url=template.base_url,
+        policy=TrustPolicy(db, requester, now_micros()),
+        write_hooks=template.write_hooks,
+    )
+    status = 500
+    try:
+        with ctx.write() as conn:
+            earlier = find_response(conn, xroad.client, xroad.message_id)
+            if earlier is not None:
+                status = 200
+                return earlier
+            result = map_inbound(
+                xroad.service_code, xroad.body, RegisterDirectory(conn), sender=organization
+            )
+            in_hand = None
+            if result.service_code == "ConcernNotification":
+                in_hand = _already_in_hand(ctx, conn, result)
+            _keep_work_in_progress(conn, result.bundle)
+            transactions.process_bundle(ctx, body=result.bundle)
+            response = build_response(xroad, response_for(result, in_hand=in_hand))
+            record_response(
+                conn,
+                client_id=xroad.client,
+                message_id=xroad.message_id,
+                service_code=xroad.service_code,
+                response=response,
+            )
+            status = 200
+            return response
+    except FhirError as error:
+        status = error.status
+        raise
+    finally:
+        if audit is not None:
+            audit.record(
+                request_record(
+                    requester=requester,
+                    action="transaction",
+                    status=status,
+                    touched=ctx.policy.touched,
+                    query=f"X-Road {xroad.service_code} {xroad.message_id}",
+                    at=now_micros(),
+                )
+            )
+
+
+def _keep_work_in_progress(conn: Connection, bundle: dict[str, Any]) -> None:
+    """A message delivered again (under a new X-Road id) must not reset work the
+    wellbeing area has started: Task entries for Tasks that exist are dropped."""
+    executor = RawExecutor.of(conn)
+    kept = []
+    for entry in bundle.get("entry", []):
+        url = entry.get("request", {}).get("url", "")
+        if (
+            entry.get("request", {}).get("method") == "PUT"
+            and url.startswith("Task/")
+            and repository.get_current(executor, "Task", url.split("/", 1)[1]) is not None
+        ):
+            continue
+        kept.append(entry)
+    bundle["entry"] = kept
+
+
+def _already_in_hand(ctx: RequestContext, conn: Connection, result: InboundResult) -> InHand | None:
+    """The "in hand" signal: an open notification Task or an active shared CarePlan of the
+    client at the same wellbeing area. When found, the new notification is linked to it
+    and no new Task is created."""
+    area = result.wellbeing_area
+    client = f"{HETU_SYSTEM}|{result.hetu}"
+    task_id = result.task.split("/", 1)[1] if result.task else None
+    tasks = [
+        row
+        for owner in (
+            ("owner", f"Organization/{area}"),
+            ("owner:PractitionerRole.organization", f"Organization/{area}"),
+        )
+        for row in find_matches(
+            conn,
+            "Task",
+            [
+                ("patient.identifier", client),
+                owner,
+                ("status", OPEN_TASK),
+                ("code", f"{KELA_TASK_CODES}|{NOTIFICATION_TASK}"),
+            ],
+            limit=10,
+        )
+        if row.res_id != task_id
+    ]
+    since: date | None = None
+    contact: NamedContact | None = None
+    open_request: str | None = None
+    if tasks:
+        task = orjson.loads(tasks[0].body)
+        since = _date(task.get("authoredOn"), tasks[0].last_updated)
+        open_request = (task.get("focus") or {}).get("reference")
+        contact = _contact(ctx, conn, task, area, result)
+    else:
+        plans = find_matches(
+            conn,
+            "CarePlan",
+            [("patient.identifier", client), ("status", "active"), ("_tag", _custodian(area))],
+            limit=1,
+        )
+        if not plans:
+            return None
+        plan = orjson.loads(plans[0].body)
+        since = _date(
+            (plan.get("period") or {}).get("start") or plan.get("created"), plans[0].last_updated
+        )
+    for entry in list(result.bundle["entry"]):
+        resource = entry.get("resource", {})
+        if resource.get("resourceType") == "Task":
+            result.bundle["entry"].remove(entry)
+        elif resource.get("resourceType") == "ServiceRequest" and open_request:
+            resource.setdefault("supportingInfo", []).append({"reference": open_request})
+    return InHand(since=since, contact=contact)
+
+
+def _custodian(organization: str) -> str:
+    return f"{access_rules().custodian_tag_system}|{organization}"
+
+
+def _date(value: Any, fallback_micros: int) -> date:
+    if isinstance(value, str) and len(value) >= 10:
+        return date.fromisoformat(value[:10])
+    return date.fromtimestamp(fallback_micros / 1_000_000)
+
+
+def _contact(
+    ctx: RequestContext, conn: Connection, task: dict[str, Any], area: str, result: InboundResult
+) -> NamedContact | None:
+    """The worker handling the open Task (its owner, a PractitionerRole), told to Kela
+    only under an agreement in force from the wellbeing area to Kela for notifications."""
+    owner = (task.get("owner") or {}).get("reference")
+    if not isinstance(owner, str) or not owner.startswith("PractitionerRole/"):
+        return None
+    kela = ctx.policy.requester.organization if ctx.policy.requester else None
+    if kela is None or not active_agreements(
+        ctx.db,
+        provider=area,
+        recipient=kela,
+        on_date=date.today(),
+        purpose="concern-notification",
+    ):
+        return None
+    stored = repository.get_current(RawExecutor.of(conn), "PractitionerRole", owner.split("/")[1])
+    if stored is None or stored.body is None:
+        return None
+    role = orjson.loads(stored.body)
+    name = (role.get("practitioner") or {}).get("display")
+    if not name:
+        return None
+    telecom = {t.get("system"): t.get("value") for t in role.get("telecom") or ()}
+    return NamedContact(name=name, phone=telecom.get("phone"), email=telecom.get("email"))

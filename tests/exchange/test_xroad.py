@@ -1,0 +1,306 @@
+"""The Kela exchange end to end: X-Road SOAP in, FHIR stored under the trust layer, the
+wellbeing area working the Task over FHIR, and the feedback reaching Kela's security
+server (a real HTTP server on loopback) through the outbox."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from lxml import etree
+from sqlalchemy import func, select
+
+from adapters.xroad.envelope import build_request, parse_fault
+from adapters.xroad.identifiers import ClientId, ServiceId
+from adapters.xroad.members import add_member
+from gateway.admin import agreements as svc
+from gateway.outbox.dispatcher import Dispatcher
+from gateway.outbox.messages import list_messages
+from gateway.store.database import Database
+from gateway.store.schema import resource, resource_version
+from tests.policy import Gateway, trust_gateway
+from tests.support.fake_security_server import FakeSecurityServer
+
+GOLDEN = Path(__file__).resolve().parents[2] / "mappings" / "kela" / "golden"
+KELA = ClientId("FI", "GOV", "0246246-0", "kela-silta")
+GATEWAY = ClientId("FI", "GOV", "1234567-8", "silta")
+NS = "urn:silta:kela:concern-notification:1"
+
+
+@pytest.fixture
+def kela_server() -> Iterator[FakeSecurityServer]:
+    with FakeSecurityServer() as server:
+        yield server
+
+
+@pytest.fixture
+def gw(
+    database: Database, kela_server: FakeSecurityServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Gateway]:
+    monkeypatch.setenv("SILTA_XROAD_CLIENT", str(GATEWAY))
+    with trust_gateway(database) as gateway:
+        with database.write() as conn:
+            add_member(
+                conn, client=KELA, organization_id="kela", security_server_url=kela_server.url
+            )
+        # Kela shares notifications with the wellbeing area, which may work the Task.
+        gateway.agree(
+            categories=tuple(
+                svc.Category(t) for t in ("ServiceRequest", "Task", "Patient", "Consent")
+            ),
+            write_allowed=True,
+        )
+        yield gateway
+
+
+def _body(name: str, service: str = "concern-notification") -> etree._Element:
+    return etree.fromstring((GOLDEN / service / f"{name}.input.xml").read_bytes())
+
+
+def _envelope(body: etree._Element, message_id: str, client: ClientId = KELA) -> bytes:
+    service = ServiceId(GATEWAY, etree.QName(body).localname)
+    return build_request(client=client, service=service, message_id=message_id, body=body)
+
+
+def _post(gw: Gateway, envelope: bytes) -> Any:
+    return gw.client.post(
+        "/exchange/xroad", content=envelope, headers={"Content-Type": "text/xml; charset=utf-8"}
+    )
+
+
+def _counts(database: Database) -> tuple[int, int]:
+    with database.read() as conn:
+        current = conn.execute(select(func.count()).select_from(resource)).scalar_one()
+        versions = conn.execute(select(func.count()).select_from(resource_version)).scalar_one()
+    return int(current), int(versions)
+
+
+def _response_field(response: Any, name: str) -> str | None:
+    found = etree.fromstring(response.content).find(f".//{{*}}{name}")
+    return None if found is None else found.text
+
+
+def test_notification_is_stored_once_and_answered_the_same(gw: Gateway, database: Database) -> None:
+    envelope = _envelope(_body("with-consent"), "msg-1")
+    response = _post(gw, envelope)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/xml")
+    service_request = _response_field(response, "ServiceRequestId")
+    assert service_request and service_request.startswith("kela-cn-")
+    stored = _counts(database)
+    # The same X-Road message id again: the same response, nothing stored.
+    again = _post(gw, envelope)
+    assert again.status_code == 200 and again.content == response.content
+    assert _counts(database) == stored
+    # Kela holds what it sent; the wellbeing area sees it through the agreement.
+    kela = gw.headers("kela")
+    sr = gw.client.get(f"/fhir/ServiceRequest/{service_request}", headers=kela).json()
+    assert {"system": "https://silta.example.org/fhir/CodeSystem/custodian", "code": "kela"} in sr[
+        "meta"
+    ]["tag"]
+    pirha = gw.headers("pirha", purpose="concern-notification")
+    tasks = gw.client.get("/fhir/Task?owner=Organization/pirha&status=requested", headers=pirha)
+    assert tasks.json()["total"] == 1
+    # The same notification under a new X-Road id changes nothing either.
+    assert _post(gw, _envelope(_body("with-consent"), "msg-1-resent")).status_code == 200
+    assert _counts(database) == stored
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda b: b.find(f".//{{{NS}}}Hetu").__setattr__("text", "150388-922A"), "invalid-hetu"),
+        (
+            lambda b: b.find(f".//{{{NS}}}MunicipalityCode").__setattr__("text", "999"),
+            "unknown-municipality",
+        ),
+        (lambda b: b.remove(b.find(f"{{{NS}}}SentAt")), "schema-invalid"),
+    ],
+)
+def test_bad_notifications_are_faults_and_store_nothing(
+    gw: Gateway, database: Database, mutate: Any, expected: str
+) -> None:
+    before = _counts(database)
+    body = copy.deepcopy(_body("with-consent"))
+    mutate(body)
+    response = _post(gw, _envelope(body, f"bad-{expected}"))
+    assert response.status_code == 500
+    fault = parse_fault(response.content)
+    assert fault is not None and expected in fault.string
+    assert _counts(database) == before
+
+
+def test_unknown_client_not_xml_and_xxe_are_faults(gw: Gateway) -> None:
+    stranger = ClientId("FI", "COM", "7654321-0", "other")
+    response = _post(gw, _envelope(_body("with-consent"), "m-stranger", client=stranger))
+    fault = parse_fault(response.content)
+    assert response.status_code == 500 and fault is not None
+    assert "not registered" in fault.string
+    response = _post(gw, b"not xml at all")
+    assert response.status_code == 500 and parse_fault(response.content) is not None
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body>&e;</Body></Envelope>'
+    )
+    response = _post(gw, xxe)
+    fault = parse_fault(response.content)
+    assert response.status_code == 500 and fault is not None
+    assert "root:" not in response.text
+
+
+def test_working_the_task_sends_feedback_to_kela(
+    gw: Gateway, database: Database, kela_server: FakeSecurityServer
+) -> None:
+    response = _post(gw, _envelope(_body("with-consent"), "msg-loop"))
+    assert response.status_code == 200
+    pirha = gw.headers("pirha", purpose="concern-notification")
+    task = gw.client.get("/fhir/Task?owner=Organization/pirha", headers=pirha).json()["entry"][0][
+        "resource"
+    ]
+    task["status"] = "accepted"
+    assert gw.client.put(f"/fhir/Task/{task['id']}", json=task, headers=pirha).status_code == 200
+    task = gw.client.get(f"/fhir/Task/{task['id']}", headers=pirha).json()
+    task["status"] = "in-progress"
+    task["businessStatus"] = {
+        "coding": [
+            {
+                "system": "https://silta.example.org/fhir/CodeSystem/concern-notification-business-status",
+                "code": "client-contacted",
+            }
+        ]
+    }
+    response = gw.client.put(f"/fhir/Task/{task['id']}", json=task, headers=pirha)
+    assert response.status_code == 200, response.text
+    with database.read() as conn:
+        queued = list_messages(conn, limit=10)
+    assert [m.service_code for m in queued] == ["NotificationFeedback", "NotificationFeedback"]
+    dispatcher = Dispatcher(database)
+    try:
+        assert dispatcher.drain().delivered == 2
+    finally:
+        dispatcher.close()
+    received = kela_server.requests
+    assert len(received) == 2 and all(r.delivered for r in received)
+    last = etree.fromstring(received[-1].body)
+    assert last.findtext(".//{*}Status") == "in-progress"
+    assert last.findtext(".//{*}BusinessStatus") == "client-contacted"
+    # Status only: nothing of the wellbeing area's own records.
+    assert b"Asiakas" not in received[-1].body
+    assert len(set(kela_server.delivered_ids())) == 2
+
+
+def test_second_notification_for_a_client_in_hand(gw: Gateway, database: Database) -> None:
+    assert _post(gw, _envelope(_body("with-consent"), "first")).status_code == 200
+    second = copy.deepcopy(_body("with-consent"))
+    second.find(f"{{{NS}}}NotificationId").text = "KELA-SHL35-2025-000999"
+    response = _post(gw, _envelope(second, "second"))
+    assert response.status_code == 200, response.text
+    assert _response_field(response, "ReceiptStatus") == "already-in-hand"
+    assert _response_field(response, "Since") == "2025-01-14"
+    assert _response_field(response, "Contact") is None
+    pirha = gw.headers("pirha", purpose="concern-notification")
+    tasks = gw.client.get("/fhir/Task?owner=Organization/pirha", headers=pirha).json()
+    assert tasks["total"] == 1
+    requests = gw.client.get("/fhir/ServiceRequest", headers=gw.headers("kela")).json()
+    assert requests["total"] == 2
+    linked = [e["resource"] for e in requests["entry"] if e["resource"].get("supportingInfo")]
+    assert len(linked) == 1
+
+
+def _work_task(gw: Gateway, org: str, purpose: str, **changes: Any) -> dict[str, Any]:
+    headers = gw.headers(org, purpose=purpose)
+    bundle = gw.client.get("/fhir/Task?owner=Organization/pirha", headers=headers).json()
+    task: dict[str, Any] = bundle["entry"][0]["resource"]
+    task.update(changes)
+    response = gw.client.put(f"/fhir/Task/{task['id']}", json=task, headers=headers)
+    assert response.status_code == 200, response.text
+    updated: dict[str, Any] = response.json()
+    return updated
+
+
+def test_in_hand_names_the_worker_when_an_agreement_allows(gw: Gateway) -> None:
+    assert _post(gw, _envelope(_body("with-consent"), "first")).status_code == 200
+    role = gw.create(
+        "pirha",
+        {
+            "resourceType": "PractitionerRole",
+            "practitioner": {"display": "Mikko Heikkinen"},
+            "organization": {"reference": "Organization/pirha"},
+            "telecom": [{"system": "phone", "value": "+358 40 806 5000"}],
+        },
+    )
+    _work_task(
+        gw,
+        "pirha",
+        "concern-notification",
+        status="accepted",
+        owner={"reference": f"PractitionerRole/{role['id']}"},
+    )
+    gw.agree(provider="pirha", recipient="kela", categories=(svc.Category("Task"),))
+    second = copy.deepcopy(_body("with-consent"))
+    second.find(f"{{{NS}}}NotificationId").text = "KELA-SHL35-2025-000777"
+    response = _post(gw, _envelope(second, "second"))
+    assert _response_field(response, "ReceiptStatus") == "already-in-hand"
+    assert _response_field(response, "Name") == "Mikko Heikkinen"
+    assert _response_field(response, "Phone") == "+358 40 806 5000"
+
+
+def test_application_decision_goes_to_kela(
+    gw: Gateway, database: Database, kela_server: FakeSecurityServer
+) -> None:
+    body = copy.deepcopy(_body("supplementary-with-attachments", "application-forwarding"))
+    body.find(".//{*}MunicipalityCode").text = "837"
+    response = _post(gw, _envelope(body, "application"))
+    assert response.status_code == 200, response.text
+    gw.agree(
+        categories=(svc.Category("ServiceRequest"), svc.Category("Task")),
+        purposes=("social-assistance",),
+        write_allowed=True,
+    )
+    decided = GOLDEN / "municipal-assistance-decision" / "partly-granted.input.json"
+    output = orjson.loads(decided.read_bytes())["task"]["output"]
+    _work_task(gw, "pirha", "social-assistance", status="in-progress")
+    with database.read() as conn:
+        assert list_messages(conn, limit=10) == []  # no decision yet
+    _work_task(gw, "pirha", "social-assistance", status="completed", output=output)
+    dispatcher = Dispatcher(database)
+    try:
+        assert dispatcher.drain().delivered == 1
+    finally:
+        dispatcher.close()
+    (received,) = kela_server.requests
+    decision = etree.fromstring(received.body)
+    assert etree.QName(decision.find(".//{*}Body/*")).localname == "MunicipalAssistanceDecision"
+    assert decision.findtext(".//{*}Outcome") == "partly-granted"
+
+
+def test_forwarded_notification_is_visible_to_its_target(gw: Gateway) -> None:
+    response = _post(gw, _envelope(_body("with-consent"), "msg-forward"))
+    original = _response_field(response, "ServiceRequestId")
+    forwarded = gw.create(
+        "pirha",
+        {
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "basedOn": [{"reference": f"ServiceRequest/{original}"}],
+            "subject": {"reference": "Patient/unknown-to-etsiva"},
+            "performer": [{"reference": "Organization/etsiva-tampere"}],
+        },
+    )
+    etsiva = gw.headers("etsiva-tampere", purpose="multidisciplinary-cooperation")
+    url = f"/fhir/ServiceRequest/{forwarded['id']}"
+    assert gw.client.get(url, headers=etsiva).status_code == 404
+    gw.agree(
+        provider="pirha",
+        recipient="etsiva-tampere",
+        purposes=("multidisciplinary-cooperation",),
+        categories=(svc.Category("ServiceRequest"),),
+    )
+    assert gw.client.get(url, headers=etsiva).status_code == 200
+    # The original stays Kela's: the outreach workers do not see it.
+    assert gw.client.get(f"/fhir/ServiceRequest/{original}", headers=etsiva).status_code == 404
