@@ -189,16 +189,14 @@ def permits(granted: str | Iterable[str], resource_type: str, interaction: str) 
     letter = INTERACTIONS.get(interaction, interaction)
     if len(letter) != 1 or letter not in PERMISSION_ORDER:
         raise ValueError(f"unknown interaction: {interaction!r}")
-    return any(
-        s.covers(resource_type) and letter in s.permissions
-        for s in _parsed(tuple(split_scopes(granted)))
-    )
+    scopes = granted if isinstance(granted, tuple) else tuple(split_scopes(granted))
+    return any(s.covers(resource_type) and letter in s.permissions for s in _parsed(scopes))
 
 
 @lru_cache(maxsize=1024)
 def _parsed(scopes: tuple[str, ...]) -> tuple[ResourceScope, ...]:
     """The resource scopes of a granted set (the same few sets on every request)."""
-    return tuple(_parse_all(scopes))
+    return tuple(_parse_all(split_scopes(scopes)))
 
 
 def has_admin(granted: str | Iterable[str]) -> bool:

@@ -18,7 +18,7 @@ includes, chains, counts, history) and to a per-resource decision with its reaso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
 )
 
 from gateway.admin.agreements import Agreement, Status, agreement_from_row
@@ -254,6 +255,12 @@ def _grant_exists(
     )
 
 
+def _type_in(res: FromClause, types: Iterable[str]) -> ColumnElement[bool]:
+    """``res_type`` is one of ``types``, as ORed equalities: an expanding ``IN`` list is
+    re-rendered on every execution, which costs more than the whole check."""
+    return or_(false(), *(res.c.res_type == t for t in sorted(types)))
+
+
 def visibility_condition(
     res: FromClause,
     *,
@@ -261,14 +268,18 @@ def visibility_condition(
     purpose: str | None,
     agreements: Sequence[Agreement],
     now: int,
+    resource_type: str | None = None,
     rules: AccessRules | None = None,
 ) -> ColumnElement[bool]:
-    """The SQL form of ``decide``'s verdict for a row of ``res`` (``resource`` or an alias)."""
+    """The SQL form of ``decide``'s verdict for a row of ``res`` (``resource`` or an
+    alias); ``resource_type``, when the rows are all of one type, leaves out every clause
+    about other types."""
     rules = rules or access_rules()
-    alternatives: list[ColumnElement[bool]] = [
-        res.c.custodian == organization,
-        res.c.res_type.in_(sorted(rules.directory_types)),
-    ]
+    if resource_type in rules.directory_types:
+        return true()
+    alternatives: list[ColumnElement[bool]] = [res.c.custodian == organization]
+    if resource_type is None:
+        alternatives.append(_type_in(res, rules.directory_types))
     # Whole types shared without consent: one ``custodian = P AND res_type IN (…)`` per
     # provider; narrowed categories and consent checks need a clause each.
     plain_types: dict[str, set[str]] = {}
@@ -278,6 +289,8 @@ def visibility_condition(
         if agreement.recipient != organization:
             continue
         for category in agreement.categories:
+            if resource_type is not None and category.resource_type != resource_type:
+                continue
             if category.system is None and not agreement.consent_required:
                 plain_types.setdefault(agreement.provider, set()).add(category.resource_type)
                 continue
@@ -307,10 +320,13 @@ def visibility_condition(
                     ~_grant_exists(res, organization, purpose, category.resource_type, DENY, now)
                 )
             alternatives.append(and_(*conditions))
-    alternatives.extend(
-        and_(res.c.custodian == provider, res.c.res_type.in_(sorted(types)))
-        for provider, types in sorted(plain_types.items())
-    )
+    if resource_type is not None:
+        alternatives.extend(res.c.custodian == provider for provider in sorted(plain_types))
+    else:
+        alternatives.extend(
+            and_(res.c.custodian == provider, _type_in(res, types))
+            for provider, types in sorted(plain_types.items())
+        )
     return or_(false(), *alternatives)
 
 

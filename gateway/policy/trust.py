@@ -51,7 +51,7 @@ _AGREEMENT_CACHE: WeakKeyDictionary[Database, _AgreementCache] = WeakKeyDictiona
 # The visibility condition on ``resource`` built once per requester, purpose, agreements
 # and second (building the expression costs more than running it).
 _CONDITIONS: dict[
-    tuple[str, str | None, int, int], tuple[list[Agreement], ColumnElement[bool]]
+    tuple[str, str | None, int, int, str | None], tuple[list[Agreement], ColumnElement[bool]]
 ] = {}
 
 
@@ -125,23 +125,32 @@ class TrustPolicy:
     def visibility(self) -> Visibility | None:
         organization, purpose, now = self.requester.organization, self.requester.purpose, self.now
         agreements = self.agreements
-        key = (organization, purpose, id(agreements), now)
-        cached = _CONDITIONS.get(key)
-        if cached is None or cached[0] is not agreements:
-            built = visibility_condition(
-                resource, organization=organization, purpose=purpose, agreements=agreements, now=now
-            )
-            if len(_CONDITIONS) > 1000:
-                _CONDITIONS.clear()
-            cached = _CONDITIONS[key] = (agreements, built)
-        on_resource = cached[1]
 
-        def condition(res: FromClause) -> ColumnElement[bool]:
-            if res is resource:
-                return on_resource
-            return visibility_condition(
-                res, organization=organization, purpose=purpose, agreements=agreements, now=now
-            )
+        def condition(res: FromClause, resource_type: str | None) -> ColumnElement[bool]:
+            if res is not resource:
+                return visibility_condition(
+                    res,
+                    organization=organization,
+                    purpose=purpose,
+                    agreements=agreements,
+                    now=now,
+                    resource_type=resource_type,
+                )
+            key = (organization, purpose, id(agreements), now, resource_type)
+            cached = _CONDITIONS.get(key)
+            if cached is None or cached[0] is not agreements:
+                built = visibility_condition(
+                    resource,
+                    organization=organization,
+                    purpose=purpose,
+                    agreements=agreements,
+                    now=now,
+                    resource_type=resource_type,
+                )
+                if len(_CONDITIONS) > 1000:
+                    _CONDITIONS.clear()
+                cached = _CONDITIONS[key] = (agreements, built)
+            return cached[1]
 
         return condition
 

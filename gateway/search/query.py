@@ -264,7 +264,7 @@ class _ConditionBuilder:
         ]
         if self.visibility is not None:
             # A chain may not reveal anything of a resource the requester cannot see.
-            conditions.append(self.visibility(target))
+            conditions.append(self.visibility(target, criterion.resource_type))
         return conditions
 
     def _chain(self, criterion: Criterion, correlated_to: FromClause | None) -> Select[Any]:
@@ -668,7 +668,10 @@ class _Search:
     ) -> None:
         self.conn = conn
         self.request = request
-        self.extra_where = () if visibility is None else (visibility(resource),)
+        self.visibility = visibility
+        self.extra_where = (
+            () if visibility is None else (visibility(resource, request.resource_type),)
+        )
         self.builder = _ConditionBuilder(conn.dialect.name, _now_micros(), visibility)
         self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
         self._positive_sizes: list[int] | None = None
@@ -903,7 +906,11 @@ class _Search:
     def _fetch(self, *conditions: ColumnElement[bool]) -> list[StoredRow]:
         statement = (
             select(*_ROW_COLUMNS)
-            .where(_NOT_DELETED, *conditions, *self.extra_where)
+            .where(
+                _NOT_DELETED,
+                *conditions,
+                *(() if self.visibility is None else (self.visibility(resource, None),)),
+            )
             .order_by(resource.c.pk)
         )
         return [_stored_row(r) for r in self.conn.execute(statement)]

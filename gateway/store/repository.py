@@ -44,8 +44,9 @@ class StoredResource:
     client: str | None = None
 
 
-# The access policy's condition on a row of ``resource`` (or an alias of it).
-Visibility = Callable[[FromClause], ColumnElement[bool]]
+# The access policy's condition on a row of ``resource`` (or an alias of it), given the
+# one type all those rows have, if they have one.
+Visibility = Callable[[FromClause, str | None], ColumnElement[bool]]
 
 
 class StaleVersion(Exception):
@@ -302,7 +303,7 @@ def history(
         resource.c.client,
     ).join(resource, resource.c.pk == v.resource_pk)
     if visibility is not None:
-        query = query.where(visibility(resource))
+        query = query.where(visibility(resource, res_type))
     if res_id is not None:
         query = query.where(resource.c.res_type == res_type, resource.c.res_id == res_id)
     elif res_type is not None:

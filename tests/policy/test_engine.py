@@ -382,16 +382,25 @@ def test_sql_visibility_agrees_with_reference(
                 custodian="kela",
             )
     in_force = [a for a in world.agreements if a.in_force(TODAY)]
-    with database.read() as conn:
-        visible = set(
-            conn.execute(
-                select(resource.c.res_id).where(
-                    resource.c.res_type != "Consent",
-                    visibility_condition(
-                        resource, organization=org, purpose=purpose, agreements=in_force, now=NOW
-                    ),
-                )
-            ).scalars()
-        )
     expected = {item[1] for item in world.resources if reference_permits(world, org, purpose, item)}
-    assert visible == expected
+    with database.read() as conn:
+
+        def visible(resource_type: str | None) -> set[str]:
+            condition = visibility_condition(
+                resource,
+                organization=org,
+                purpose=purpose,
+                agreements=in_force,
+                now=NOW,
+                resource_type=resource_type,
+            )
+            query = select(resource.c.res_id).where(resource.c.res_type != "Consent", condition)
+            if resource_type is not None:
+                query = query.where(resource.c.res_type == resource_type)
+            return set(conn.execute(query).scalars())
+
+        assert visible(None) == expected
+        # The condition specialised to one type selects the same of that type.
+        for resource_type in ("ServiceRequest", "Task", "Patient", "Organization"):
+            of_type = {item[1] for item in world.resources if item[0] == resource_type}
+            assert visible(resource_type) == expected & of_type

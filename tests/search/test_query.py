@@ -705,13 +705,13 @@ def test_includes_skip_deleted_and_apply_visibility(referrals: Store) -> None:
     page = referrals.search("Task", "_include=Task:focus")
     assert "sr-virtanen" not in [r.res_id for r in page.included]
     page = referrals.search(
-        "Task", "_include=Task:focus", visibility=lambda res: res.c.res_id != "sr-korhonen"
+        "Task", "_include=Task:focus", visibility=lambda res, _type: res.c.res_id != "sr-korhonen"
     )
     assert [r.res_id for r in page.included] == ["sr-ohman"]
     page = referrals.search(
         "ServiceRequest",
         "_revinclude=Task:focus",
-        visibility=lambda res: res.c.res_id.not_in(["t-korhonen-2", "sr-ohman"]),
+        visibility=lambda res, _type: res.c.res_id.not_in(["t-korhonen-2", "sr-ohman"]),
     )
     assert [r.res_id for r in page.matches] == ["sr-korhonen", "sr-nobody"]
     assert [r.res_id for r in page.included] == ["t-korhonen-1"]
@@ -756,7 +756,9 @@ def test_deleted_resources_never_match(people: Store) -> None:
 
 
 def test_visibility_restricts_matches_and_totals(people: Store) -> None:
-    page = people.search("Patient", "gender=female", visibility=lambda res: res.c.res_id != "ohman")
+    page = people.search(
+        "Patient", "gender=female", visibility=lambda res, _type: res.c.res_id != "ohman"
+    )
     assert [r.res_id for r in page.matches] == ["korhonen"]
     assert page.total == 1
 
