@@ -17,6 +17,7 @@ the wellbeing area to Kela allows).
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
@@ -53,6 +54,8 @@ from gateway.services.context import RequestContext
 from gateway.services.resources import now_micros
 from gateway.store import repository
 from gateway.store.raw import RawExecutor
+
+log = logging.getLogger(__name__)
 
 HETU_SYSTEM = "urn:oid:1.2.246.21"
 # Service → the purpose of use of what it stores.
@@ -104,6 +107,10 @@ def exchange(template: RequestContext, message: bytes, *, audit: Any = None) -> 
     except FhirError as error:
         code = FaultCode.CLIENT if error.status < 500 else FaultCode.SERVER
         return build_fault(code, error.diagnostics, request=xroad), 500
+    except Exception:
+        log.exception("X-Road message %s from %s failed", xroad.message_id, xroad.client)
+        message = "internal error: nothing was stored; send the message again"
+        return build_fault(FaultCode.SERVER, message, request=xroad), 500
 
 
 def _process(template: RequestContext, xroad: XRoadRequest, audit: Any) -> bytes:

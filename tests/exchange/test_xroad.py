@@ -304,3 +304,27 @@ def test_forwarded_notification_is_visible_to_its_target(gw: Gateway) -> None:
     assert gw.client.get(url, headers=etsiva).status_code == 200
     # The original stays Kela's: the outreach workers do not see it.
     assert gw.client.get(f"/fhir/ServiceRequest/{original}", headers=etsiva).status_code == 404
+
+
+def test_a_crash_before_the_commit_loses_nothing(
+    gw: Gateway, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.exchange import xroad
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("power cut")
+
+    before = _counts(database)
+    envelope = _envelope(_body("with-consent"), "msg-crash")
+    with monkeypatch.context() as patched:
+        patched.setattr(xroad, "record_response", crash)
+        response = _post(gw, envelope)
+    fault = parse_fault(response.content)
+    assert response.status_code == 500 and fault is not None
+    assert "nothing was stored" in fault.string
+    assert _counts(database) == before
+    # Kela sends it again: processed in full.
+    response = _post(gw, envelope)
+    assert response.status_code == 200
+    assert _response_field(response, "ReceiptStatus") == "accepted"
+    assert _counts(database)[0] > before[0]
