@@ -119,6 +119,17 @@ def consent_verdict(
     return permit, deny
 
 
+def own_or_directory(
+    organization: str, res_type: str, custodian: str | None, rules: AccessRules
+) -> Decision | None:
+    """The permits that need no agreement: the requester's own data and directory data."""
+    if custodian is not None and custodian == organization:
+        return Decision(Verdict.PERMIT, "the requester is the custodian", CUSTODIAN)
+    if res_type in rules.directory_types:
+        return Decision(Verdict.PERMIT, f"{res_type} is directory data", DIRECTORY)
+    return None
+
+
 def decide(
     *,
     organization: str,
@@ -135,10 +146,9 @@ def decide(
     gives the Consent grants of a client.
     """
     rules = rules or access_rules()
-    if facts.custodian is not None and facts.custodian == organization:
-        return Decision(Verdict.PERMIT, "the requester is the custodian", CUSTODIAN)
-    if facts.res_type in rules.directory_types:
-        return Decision(Verdict.PERMIT, f"{facts.res_type} is directory data", DIRECTORY)
+    without_agreement = own_or_directory(organization, facts.res_type, facts.custodian, rules)
+    if without_agreement is not None:
+        return without_agreement
     if facts.custodian is None:
         return Decision(Verdict.DENY, "the resource has no custodian", AGREEMENT)
     if purpose is None:

@@ -25,6 +25,7 @@ from gateway.policy.engine import (
     agreements_for,
     decide,
     grants_for,
+    own_or_directory,
     redact,
     today,
     visibility_condition,
@@ -164,17 +165,12 @@ class TrustPolicy:
             now=self.now,
         )
 
-    def _own_or_directory(self, res_type: str, custodian: str | None) -> Decision | None:
-        if custodian is not None and custodian == self.requester.organization:
-            return Decision(Verdict.PERMIT, "the requester is the custodian", CUSTODIAN)
-        if res_type in access_rules().directory_types:
-            return Decision(Verdict.PERMIT, f"{res_type} is directory data", DIRECTORY)
-        return None
-
     def disclose(
         self, res_type: str, res_id: str, custodian: str | None, client: str | None, body: bytes
     ) -> bytes | dict[str, Any] | None:
-        decision = self._own_or_directory(res_type, custodian)
+        decision = own_or_directory(
+            self.requester.organization, res_type, custodian, access_rules()
+        )
         resource: dict[str, Any] | None = None
         if decision is None:
             if self._needs_content(res_type, custodian, body):
