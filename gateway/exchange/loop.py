@@ -43,7 +43,7 @@ PURPOSES = {
 _WATCHED = ("status", "businessStatus", "statusReason")
 
 
-def _kela_task_kind(task: dict[str, Any]) -> str | None:
+def kela_task_kind(task: dict[str, Any]) -> str | None:
     for coding in (task.get("code") or {}).get("coding") or ():
         if coding.get("system") == KELA_TASK_CODES:
             return str(coding.get("code"))
@@ -57,16 +57,22 @@ def _organization_id(reference: Any) -> str | None:
     return None
 
 
-def _current(conn: Connection, reference: Any) -> dict[str, Any] | None:
-    value = reference.get("reference") if isinstance(reference, dict) else None
-    if not isinstance(value, str) or value.count("/") != 1:
-        return None
-    res_type, res_id = value.split("/")
+def current_resource(conn: Connection, res_type: str, res_id: str) -> dict[str, Any] | None:
+    """The current version of a resource, or None (unknown or deleted)."""
     stored = repository.get_current(RawExecutor.of(conn), res_type, res_id)
     if stored is None or stored.body is None:
         return None
     found: dict[str, Any] = orjson.loads(stored.body)
     return found
+
+
+def _current(conn: Connection, reference: Any) -> dict[str, Any] | None:
+    """The current version of a referenced resource (``Type/id``), or None."""
+    value = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(value, str) or value.count("/") != 1:
+        return None
+    res_type, res_id = value.split("/")
+    return current_resource(conn, res_type, res_id)
 
 
 def task_changed(
@@ -76,7 +82,7 @@ def task_changed(
     if stored.res_type != "Task" or stored.body is None:
         return
     task: dict[str, Any] = orjson.loads(stored.body)
-    kind = _kela_task_kind(task)
+    kind = kela_task_kind(task)
     if kind not in (NOTIFICATION_TASK, APPLICATION_TASK):
         return
     before: dict[str, Any] = orjson.loads(previous.body) if previous and previous.body else {}

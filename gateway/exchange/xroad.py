@@ -44,9 +44,8 @@ from gateway.api.http import read_body
 from gateway.audit.log import request_record
 from gateway.errors import FhirError
 from gateway.exchange.directory import RegisterDirectory
-from gateway.exchange.loop import KELA_TASK_CODES, NOTIFICATION_TASK
+from gateway.exchange.loop import NOTIFICATION_TASK, current_resource, kela_task_kind
 from gateway.policy import Requester
-from gateway.policy.rules import access_rules
 from gateway.policy.trust import TrustPolicy
 from gateway.search.query import find_matches
 from gateway.services import transactions
@@ -64,7 +63,7 @@ SERVICE_PURPOSES = {
     "ApplicationForwarding": "social-assistance",
     "BenefitDecision": "social-assistance",
 }
-OPEN_TASK = "requested,received,accepted,ready,in-progress,on-hold"
+OPEN_TASK = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 
 
 async def xroad_endpoint(request: Request) -> Response:
@@ -109,8 +108,8 @@ def exchange(template: RequestContext, message: bytes, *, audit: Any = None) -> 
         return build_fault(code, error.diagnostics, request=xroad), 500
     except Exception:
         log.exception("X-Road message %s from %s failed", xroad.message_id, xroad.client)
-        message = "internal error: nothing was stored; send the message again"
-        return build_fault(FaultCode.SERVER, message, request=xroad), 500
+        text = "internal error: nothing was stored; send the message again"
+        return build_fault(FaultCode.SERVER, text, request=xroad), 500
 
 
 def _process(template: RequestContext, xroad: XRoadRequest, audit: Any) -> bytes:
@@ -193,52 +192,51 @@ def _keep_work_in_progress(conn: Connection, bundle: dict[str, Any]) -> None:
 
 
 def _already_in_hand(ctx: RequestContext, conn: Connection, result: InboundResult) -> InHand | None:
-    """The "in hand" signal: an open notification Task or an active shared CarePlan of the
-    client at the same wellbeing area. When found, the new notification is linked to it
-    and no new Task is created."""
+    """The "in hand" signal: an open notification Task of the client owned by the same
+    wellbeing area (or one of its workers), or an active CarePlan it holds. When found,
+    the new notification is linked to it and no new Task is created.
+
+    The client's few Tasks and CarePlans are found through the HETU and the reference
+    index, and filtered here: every other criterion matches a large share of the store."""
     area = result.wellbeing_area
-    client = f"{HETU_SYSTEM}|{result.hetu}"
     task_id = result.task.split("/", 1)[1] if result.task else None
-    tasks = [
-        row
-        for owner in (
-            ("owner", f"Organization/{area}"),
-            ("owner:PractitionerRole.organization", f"Organization/{area}"),
-        )
-        for row in find_matches(
-            conn,
-            "Task",
-            [
-                ("patient.identifier", client),
-                owner,
-                ("status", OPEN_TASK),
-                ("code", f"{KELA_TASK_CODES}|{NOTIFICATION_TASK}"),
-            ],
-            limit=10,
-        )
-        if row.res_id != task_id
-    ]
-    since: date | None = None
+    open_task: tuple[dict[str, Any], int] | None = None
+    open_plan: tuple[dict[str, Any], int] | None = None
+    patients = find_matches(
+        conn, "Patient", [("identifier", f"{HETU_SYSTEM}|{result.hetu}")], limit=20
+    )
+    for patient in patients:
+        reference = f"Patient/{patient.res_id}"
+        for row in find_matches(conn, "Task", [("patient", reference)], limit=200):
+            task = orjson.loads(row.body)
+            if (
+                row.res_id != task_id
+                and task.get("status") in OPEN_TASK
+                and kela_task_kind(task) == NOTIFICATION_TASK
+                and _owned_by(conn, task.get("owner"), area)
+            ):
+                open_task = (task, row.last_updated)
+                break
+        if open_task is None and open_plan is None:
+            for row in find_matches(conn, "CarePlan", [("patient", reference)], limit=200):
+                plan = orjson.loads(row.body)
+                if plan.get("status") == "active" and row.custodian == area:
+                    open_plan = (plan, row.last_updated)
+                    break
+        if open_task is not None:
+            break
     contact: NamedContact | None = None
     open_request: str | None = None
-    if tasks:
-        task = orjson.loads(tasks[0].body)
-        since = _date(task.get("authoredOn"), tasks[0].last_updated)
+    if open_task is not None:
+        task, updated = open_task
+        since = _date(task.get("authoredOn"), updated)
         open_request = (task.get("focus") or {}).get("reference")
-        contact = _contact(ctx, conn, task, area, result)
+        contact = _contact(ctx, conn, task, area)
+    elif open_plan is not None:
+        plan, updated = open_plan
+        since = _date((plan.get("period") or {}).get("start") or plan.get("created"), updated)
     else:
-        plans = find_matches(
-            conn,
-            "CarePlan",
-            [("patient.identifier", client), ("status", "active"), ("_tag", _custodian(area))],
-            limit=1,
-        )
-        if not plans:
-            return None
-        plan = orjson.loads(plans[0].body)
-        since = _date(
-            (plan.get("period") or {}).get("start") or plan.get("created"), plans[0].last_updated
-        )
+        return None
     for entry in list(result.bundle["entry"]):
         resource = entry.get("resource", {})
         if resource.get("resourceType") == "Task":
@@ -248,8 +246,17 @@ def _already_in_hand(ctx: RequestContext, conn: Connection, result: InboundResul
     return InHand(since=since, contact=contact)
 
 
-def _custodian(organization: str) -> str:
-    return f"{access_rules().custodian_tag_system}|{organization}"
+def _owned_by(conn: Connection, owner: Any, area: str) -> bool:
+    """The Task owner is the wellbeing area, or one of its PractitionerRoles."""
+    reference = owner.get("reference") if isinstance(owner, dict) else None
+    if reference == f"Organization/{area}":
+        return True
+    if not isinstance(reference, str) or not reference.startswith("PractitionerRole/"):
+        return False
+    role = current_resource(conn, "PractitionerRole", reference.split("/", 1)[1])
+    return role is not None and (role.get("organization") or {}).get("reference") == (
+        f"Organization/{area}"
+    )
 
 
 def _date(value: Any, fallback_micros: int) -> date:
@@ -259,7 +266,7 @@ def _date(value: Any, fallback_micros: int) -> date:
 
 
 def _contact(
-    ctx: RequestContext, conn: Connection, task: dict[str, Any], area: str, result: InboundResult
+    ctx: RequestContext, conn: Connection, task: dict[str, Any], area: str
 ) -> NamedContact | None:
     """The worker handling the open Task (its owner, a PractitionerRole), told to Kela
     only under an agreement in force from the wellbeing area to Kela for notifications."""
@@ -275,12 +282,9 @@ def _contact(
         purpose="concern-notification",
     ):
         return None
-    stored = repository.get_current(RawExecutor.of(conn), "PractitionerRole", owner.split("/")[1])
-    if stored is None or stored.body is None:
-        return None
-    role = orjson.loads(stored.body)
-    name = (role.get("practitioner") or {}).get("display")
-    if not name:
+    role = current_resource(conn, "PractitionerRole", owner.split("/", 1)[1])
+    name = (role.get("practitioner") or {}).get("display") if role else None
+    if role is None or not name:
         return None
     telecom = {t.get("system"): t.get("value") for t in role.get("telecom") or ()}
     return NamedContact(name=name, phone=telecom.get("phone"), email=telecom.get("email"))
