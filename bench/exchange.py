@@ -3,12 +3,16 @@
 Issue 4 sets the goal of 500 notifications per second on one worker process, each
 parsed, XSD-validated, mapped to FHIR, stored and answered. For each backend this
 makes a fresh database, registers Kela, the wellbeing areas that serve the
-municipalities used and Kela's X-Road member directly on it, measures the in-process
-cost of each phase of one message, then starts ``silta serve --workers 1``
-(``SILTA_AUTH=on``, outbox dispatcher off) and posts distinct SOAP requests to
-``POST /exchange/xroad`` at each concurrency for a fixed time. A response counts as
-done only when it is HTTP 200 and carries a ``ReceiptStatus``. Prints a table and
-writes it to ``bench/results/exchange-<timestamp>.md``.
+municipalities used and Kela's X-Road member directly on it, stores ``--preload``
+notifications in process, runs ANALYZE on PostgreSQL (as ``bench.run`` does after its
+load: autovacuum may be off on a development server, and without planner statistics
+the lookup of the client's Patient by HETU scans every stored Patient, so each
+notification costs more than the one before), measures the in-process cost of each
+phase of one message, then starts ``silta serve --workers 1`` (``SILTA_AUTH=on``,
+outbox dispatcher off) and posts distinct SOAP requests to ``POST /exchange/xroad`` at
+each concurrency for a fixed time. A response counts as done only when it is HTTP 200
+and carries a ``ReceiptStatus``. Prints a table and writes it to
+``bench/results/exchange-<timestamp>.md``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,16 @@ from adapters.xroad.outbound import GATEWAY_CLIENT_VARIABLE
 from adapters.xroad.schema import inbound as xroad_inbound
 from bench.client import Connection, Request, Stats, measure, new_event_loop
 from bench.data import HetuSequence
-from bench.run import HOST, RESULTS_DIR, ROOT, Server, _free_port, _fresh_database, _git_commit
+from bench.run import (
+    HOST,
+    RESULTS_DIR,
+    ROOT,
+    Server,
+    _analyze_postgresql,
+    _free_port,
+    _fresh_database,
+    _git_commit,
+)
 from bench.run import _silta_command as silta_command
 from gateway.admin import organizations as orgs
 from gateway.audit.log import AuditLog
@@ -187,7 +200,7 @@ class Split:
         self.phases.setdefault(phase, []).append(seconds * 1e6)
 
     def rows(self) -> list[list[str]]:
-        total = statistics.fmean(self.phases["total in process"])
+        total = statistics.fmean(self.phases[TOTAL_PHASE])
         rows = []
         for phase, values in self.phases.items():
             mean = statistics.fmean(values)
@@ -204,10 +217,41 @@ class Split:
 
 
 SPLIT_HEADERS = ["backend", "phase", "mean µs", "median µs", "share"]
+TOTAL_PHASE = "total in process"
 STORE_PHASE = (
     "store and respond (member and directory lookup, idempotency, in-hand search, "
     "transaction, response record)"
 )
+
+
+def _exchange_template(db: Database) -> RequestContext:
+    """What the X-Road endpoint hands :func:`gateway.exchange.xroad.exchange`."""
+    return RequestContext(
+        db=db,
+        settings=Settings(database_url=db.url),
+        base_url="http://bench/fhir",
+        write_hooks=(task_changed,),
+    )
+
+
+def _exchanged(template: RequestContext, envelope: bytes, audit: AuditLog) -> None:
+    response, status = exchange(template, envelope, audit=audit)
+    if status != 200 or b"ReceiptStatus>" not in response:
+        raise RuntimeError(f"in-process exchange failed: {response[:500]!r}")
+
+
+def preload(database_url: str, messages: Notifications, count: int) -> None:
+    """Stores ``count`` notifications in process, untimed, so that measurements do not
+    start on an empty store (and PostgreSQL's planner has rows to gather statistics on)."""
+    db = Database(database_url)
+    audit = AuditLog(db)
+    try:
+        template = _exchange_template(db)
+        for _ in range(count):
+            _exchanged(template, messages.next(), audit)
+        audit.flush()
+    finally:
+        db.dispose()
 
 
 def cost_split(backend: str, database_url: str, messages: Notifications, count: int) -> Split:
@@ -217,15 +261,11 @@ def cost_split(backend: str, database_url: str, messages: Notifications, count: 
     thread does, and its cost divided over the messages."""
     db = Database(database_url)
     split = Split(backend)
-    template = RequestContext(
-        db=db,
-        settings=Settings(database_url=database_url),
-        base_url="http://bench/fhir",
-        write_hooks=(task_changed,),
-    )
+    template = _exchange_template(db)
     mapping = mappings("inbound")[SERVICE]
     audit = AuditLog(db)
     clock = time.perf_counter
+    totals: list[float] = []
     try:
         with db.read() as conn:
             directory = RegisterDirectory(conn)
@@ -238,10 +278,8 @@ def cost_split(backend: str, database_url: str, messages: Notifications, count: 
             validated = clock()
             map_inbound(SERVICE, request.body, directory, sender="kela")
             mapped = clock()
-            response, status = exchange(template, envelope, audit=audit)
+            _exchanged(template, envelope, audit)
             done = clock()
-            if status != 200 or b"ReceiptStatus>" not in response:
-                raise RuntimeError(f"in-process exchange failed: {response[:500]!r}")
             if n < SPLIT_WARMUP:
                 audit.flush()
                 continue
@@ -257,14 +295,13 @@ def cost_split(backend: str, database_url: str, messages: Notifications, count: 
             split.add("XSD-validate body (xmlschema)", validate)
             split.add("map to a FHIR transaction Bundle", mapping_only)
             split.add(STORE_PHASE, store)
-            split.add("total in process", done - mapped)
+            totals.append(done - mapped)
         appended = clock()
         audit.flush()
         log_share = (clock() - appended) / count
         split.add("access-log append (batched, per message)", log_share)
-        split.phases["total in process"] = [
-            t + log_share * 1e6 for t in split.phases["total in process"]
-        ]
+        for total in totals:
+            split.add(TOTAL_PHASE, total + log_share)
         split.messages = count
     finally:
         db.dispose()
@@ -367,6 +404,11 @@ async def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
     url = _fresh_database(backend, workdir, args)
     register(url)
     messages = Notifications(datetime.now(UTC).strftime("%H%M%S"))
+    if args.preload > 0:
+        _say(f"[{backend}] storing {args.preload} notifications in process ...")
+        preload(url, messages, args.preload)
+    if backend == "postgresql":
+        report.notes.extend(_analyze_postgresql(args))
     if args.split_count > 0:
         _say(f"[{backend}] in-process cost of {args.split_count} messages ...")
         report.split = cost_split(backend, url, messages, args.split_count)
@@ -402,7 +444,8 @@ async def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
     finally:
         server.stop()
         report.server_error_lines = server.error_lines()
-    stored = _stored_responses(url) - (SPLIT_WARMUP + args.split_count if report.split else 0)
+    in_process = args.preload + (SPLIT_WARMUP + args.split_count if report.split else 0)
+    stored = _stored_responses(url) - in_process
     report.notes.append(
         f"responses with ReceiptStatus (warm-up included): {ReceiptConnection.receipts}; "
         f"X-Road responses recorded in the database by the server: {stored}"
@@ -450,6 +493,8 @@ def summary(reports: list[BackendReport], args: argparse.Namespace) -> str:
         "- each request: a distinct ConcernNotification (golden with-consent message, unique "
         "NotificationId, test HETU and X-Road message id, municipalities of three areas in "
         f"turn) to `POST {EXCHANGE_PATH}`",
+        f"- before measuring: {args.preload} notifications stored in process, then ANALYZE on "
+        "PostgreSQL (see the notes)",
         "- msgs/s counts responses with HTTP 200 and a ReceiptStatus; p50/p95 are over those",
         "",
         "## Over HTTP",
@@ -500,6 +545,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=300,
         help="messages timed in process for the cost split (0: no split)",
+    )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=200,
+        help="notifications stored in process before anything is measured",
+    )
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="skip ANALYZE of the PostgreSQL database after the preload",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
     parser.add_argument(

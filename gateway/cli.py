@@ -12,6 +12,7 @@ from gateway.admin.cli import agreement_app, org_app
 from gateway.audit.cli import audit_app
 from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
+from gateway.demo import demo
 from gateway.outbox.cli import outbox_app
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
@@ -29,6 +30,7 @@ admin_app.add_typer(audit_app, name="audit")
 admin_app.add_typer(xroad_app, name="xroad")
 admin_app.add_typer(outbox_app, name="outbox")
 app.add_typer(admin_app, name="admin")
+app.command()(demo)
 
 DatabaseOption = typer.Option(
     DEFAULT_DATABASE_URL, "--database", envvar="SILTA_DATABASE_URL", help="SQLAlchemy database URL"
