@@ -473,6 +473,8 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
     """Fresh database and server, load, measure, stop."""
     report = RunReport(backend, size)
     report.notes.append(f"authentication and access policy: {args.auth}")
+    if args.auth == "on":
+        report.notes.append(f"measured requests made by the {args.reader} of the data")
     workdir = Path(tempfile.mkdtemp(prefix=f"silta-bench-{backend}-"))
     url = _fresh_database(backend, workdir, args)
     port = _free_port()
@@ -501,12 +503,13 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
         report.memory_after_load = server.memory()
         if backend == "postgresql":
             report.notes.extend(_analyze_postgresql(args))
-        act_as(RECIPIENT)
+        reader = RECIPIENT if args.reader == "recipient" else PROVIDER
+        act_as(reader)
         await sanity_checks(port, dataset, report)
         makers = _makers(dataset, gen, random.Random(args.seed))
         for op in args.ops:
             for concurrency in args.concurrency:
-                act_as(RECIPIENT)  # a fresh token: access tokens live five minutes
+                act_as(reader)  # a fresh token: access tokens live five minutes
                 stats = await measure(
                     HOST,
                     port,
@@ -664,6 +667,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("on", "off"),
         default="on",
         help="on: tokens, and reads/searches by another organisation through an agreement",
+    )
+    parser.add_argument(
+        "--reader",
+        choices=("recipient", "provider"),
+        default="recipient",
+        help="with --auth on: who makes the measured requests, the organisation the data "
+        "is disclosed to through an agreement, or its custodian (no policy decision)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the client ceiling")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -222,17 +222,34 @@ def _permit(
             if r.resource_type == facts.res_type
             and r.matches(facts.resource, categories=facts.categories, consented=consented)
         )
-    basis = agreement.legal_basis
+    return _permit_decision(
+        agreement.id,
+        agreement.legal_basis.statute,
+        rule,
+        consent_id,
+        tuple(r.id for r in redactions),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _permit_decision(
+    agreement_id: str,
+    statute: str,
+    rule: str,
+    consent_id: str | None,
+    redactions: tuple[str, ...],
+) -> Decision:
+    """Decisions are immutable values: the same grounds give the same object."""
     return Decision(
         Verdict.PERMIT,
-        f"agreement {agreement.id}"
+        f"agreement {agreement_id}"
         + (f" and Consent/{consent_id}" if consent_id else "")
-        + f" ({basis.statute})",
+        + f" ({statute})",
         rule,
-        agreement_id=agreement.id,
+        agreement_id=agreement_id,
         consent_id=consent_id,
-        legal_basis=basis.statute,
-        redactions=tuple(r.id for r in redactions),
+        legal_basis=statute,
+        redactions=redactions,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache, cached_property
+from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -38,9 +38,25 @@ from gateway.store.schema import resource
 AGREEMENT_RECHECK_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class _InForce:
+    """The agreements in force for one recipient and day, and the (provider, type) pairs
+    they narrow by category."""
+
+    agreements: list[Agreement]
+    narrowed: frozenset[tuple[str, str]]
+
+    @classmethod
+    def of(cls, agreements: list[Agreement]) -> _InForce:
+        narrowed = frozenset(
+            (a.provider, c.resource_type) for a in agreements for c in a.categories if c.system
+        )
+        return cls(agreements, narrowed)
+
+
 @dataclass
 class _AgreementCache:
-    by_key: dict[tuple[str, date], list[Agreement]] = field(default_factory=dict)
+    by_key: dict[tuple[str, date], _InForce] = field(default_factory=dict)
     fingerprint: tuple[Any, ...] = ()
     local_changes: int = -1
     checked_at: float = 0.0
@@ -79,16 +95,23 @@ class TrustPolicy:
     now: int
     touched: list[Touched] = field(default_factory=list)
     _grants: GrantCache | None = field(default=None, init=False, repr=False)
+    _in_force: _InForce | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.now -= self.now % 1_000_000
 
-    @cached_property
+    @property
     def agreements(self) -> list[Agreement]:
+        return self.in_force.agreements
+
+    @property
+    def in_force(self) -> _InForce:
         """The agreements in force with the requester as recipient, from a per-process
         cache. A change made by this process is seen at once; one made by another process
         (the CLI, another worker) within ``AGREEMENT_RECHECK_SECONDS``, when the table's
         fingerprint (row count, latest change) is read again."""
+        if self._in_force is not None:
+            return self._in_force
         key = (self.requester.organization, today(self.now))
         cache = _AGREEMENT_CACHE.setdefault(self.db, _AgreementCache())
         local = agreement_changes()
@@ -103,10 +126,11 @@ class TrustPolicy:
         found = cache.by_key.get(key)
         if found is None:
             with self.db.read_raw() as raw:
-                found = agreements_for(raw, *key)
+                found = _InForce.of(agreements_for(raw, *key))
             if len(cache.by_key) > 10_000:
                 cache.by_key.clear()
             cache.by_key[key] = found
+        self._in_force = found
         return found
 
     def _load_grants(self, client: str) -> list[ConsentGrant]:
@@ -183,18 +207,11 @@ class TrustPolicy:
             return redact(resource, decision.redactions)
         return body
 
-    @cached_property
-    def _narrowed(self) -> frozenset[tuple[str, str]]:
-        """(provider, type) pairs that an agreement narrows by category."""
-        return frozenset(
-            (a.provider, c.resource_type) for a in self.agreements for c in a.categories if c.system
-        )
-
     def _needs_content(self, res_type: str, custodian: str | None, body: bytes) -> bool:
         """Whether deciding needs the parsed resource: an agreement from its custodian
         narrows the type by category, or a redaction rule for the type may apply (its
         category or security-label code occurs in the stored JSON)."""
-        if (custodian, res_type) in self._narrowed:
+        if (custodian, res_type) in self.in_force.narrowed:
             return True
         return any(
             marker is None or marker in body for marker in _redaction_markers().get(res_type, ())
