@@ -55,6 +55,7 @@ from bench.run import (
     _free_port,
     _fresh_database,
     _git_commit,
+    add_postgresql_options,
 )
 from bench.run import _silta_command as silta_command
 from gateway.admin import organizations as orgs
@@ -66,6 +67,7 @@ from gateway.exchange.xroad import exchange
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
+from mappings.municipalities import municipalities_of_area
 
 SERVICE = "ConcernNotification"
 EXCHANGE_PATH = "/exchange/xroad"
@@ -101,7 +103,7 @@ def municipality_code(n: int) -> str:
     """The municipality of the ``n``-th message: the areas take turns, and each area's
     municipalities take turns within it."""
     area = AREAS[n % len(AREAS)]
-    codes = orgs.municipalities_of_area(area.area_code)
+    codes = municipalities_of_area(area.area_code)
     return codes[(n // len(AREAS)) % len(codes)]
 
 
@@ -116,7 +118,7 @@ def register(database_url: str) -> None:
         kela_id = orgs.Identifier(orgs.BUSINESS_ID_SYSTEM, "0246246-0")
         orgs.create_organization(ctx, org=orgs.Organization("kela", "Kela", "kela", (kela_id,)))
         for area in AREAS:
-            served = tuple(orgs.municipalities_of_area(area.area_code))
+            served = tuple(municipalities_of_area(area.area_code))
             organization = orgs.Organization(
                 area.id, area.name, "wellbeing-area", municipalities=served
             )
@@ -552,23 +554,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=200,
         help="notifications stored in process before anything is measured",
     )
-    parser.add_argument(
-        "--no-analyze",
-        action="store_true",
-        help="skip ANALYZE of the PostgreSQL database after the preload",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
-    parser.add_argument(
-        "--pg-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="libpq URL used to (re)create the benchmark database",
-    )
-    parser.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432",
-        help="SQLAlchemy URL of the server, without the database name",
-    )
-    parser.add_argument("--pg-database", default="silta_bench_exchange")
+    add_postgresql_options(parser, database="silta_bench_exchange")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.count < 1:

@@ -651,6 +651,26 @@ def summary(reports: list[RunReport], ceiling: list[Row], args: argparse.Namespa
     return "\n".join(lines)
 
 
+def add_postgresql_options(parser: argparse.ArgumentParser, *, database: str) -> None:
+    """Where the PostgreSQL benchmark database is (re)created, and whether it is analysed."""
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="libpq URL used to (re)create the benchmark database",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432",
+        help="SQLAlchemy URL of the server, without the database name",
+    )
+    parser.add_argument("--pg-database", default=database)
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="skip ANALYZE of the PostgreSQL database after the load",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
@@ -677,22 +697,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and server log")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the client ceiling")
-    parser.add_argument(
-        "--pg-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="libpq URL used to (re)create the benchmark database",
-    )
-    parser.add_argument(
-        "--pg-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432",
-        help="SQLAlchemy URL of the server, without the database name",
-    )
-    parser.add_argument("--pg-database", default="silta_bench")
-    parser.add_argument(
-        "--no-analyze",
-        action="store_true",
-        help="skip ANALYZE of the PostgreSQL database after the load",
-    )
+    add_postgresql_options(parser, database="silta_bench")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]

@@ -27,6 +27,7 @@ from gateway.fhir.resource_types import STORED_TYPES
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
+from mappings.municipalities import municipalities_of_area
 
 PROVIDER = "kela"
 RECIPIENT = "pirha"
@@ -53,7 +54,7 @@ class Parties:
                     RECIPIENT,
                     "Pirkanmaan hyvinvointialue",
                     "wellbeing-area",
-                    municipalities=tuple(orgs.municipalities_of_area("08")),
+                    municipalities=tuple(municipalities_of_area("08")),
                 ),
             )
             for org, key in self.keys.items():

@@ -51,6 +51,7 @@ from gateway.config import Settings
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from gateway.store.migrate import upgrade
+from mappings.municipalities import municipalities, municipalities_of_area
 
 HOST = "127.0.0.1"
 GATEWAY_XROAD_CLIENT = "FI/GOV/1234567-8/silta"
@@ -87,7 +88,7 @@ class Party:
     area_code: str | None = None
 
     def organization(self) -> orgs.Organization:
-        municipalities = orgs.municipalities_of_area(self.area_code) if self.area_code else []
+        municipalities = municipalities_of_area(self.area_code) if self.area_code else []
         return orgs.Organization(
             self.id,
             self.name,
@@ -340,7 +341,7 @@ class DemoSession:
         }
         hetu = body.findtext(".//{*}Hetu") or ""
         municipality = body.findtext(".//{*}MunicipalityCode") or ""
-        shown = orgs.municipalities().get(municipality)
+        shown = municipalities().get(municipality)
         facts = Table(show_header=False, box=None, padding=(0, 2))
         facts.add_row("client (test HETU)", hetu)
         if shown is not None:

@@ -10,8 +10,6 @@ it maps to (ConceptMap-like: e.g. ``map.priority`` of an urgency code).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -176,35 +174,3 @@ def code_system(table: CodeTable) -> dict[str, Any]:
             }
         ]
     return resource
-
-
-# ---------------------------------------------------------------------------
-# Municipalities (Statistics Finland's codes, urn:oid:1.2.246.537.6.21)
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Municipality:
-    code: str
-    name_fi: str
-    area_code: str
-    area_name: str
-
-
-@cache
-def municipalities() -> dict[str, Municipality]:
-    """The shared municipality → wellbeing area table, read in place."""
-    text = (
-        resources.files("mappings")
-        .joinpath("municipalities_wellbeing_areas.csv")
-        .read_text(encoding="utf-8")
-    )
-    return {
-        row["municipality_code"]: Municipality(
-            row["municipality_code"],
-            row["municipality_fi"],
-            row["wellbeing_area_code"],
-            row["wellbeing_area_fi"],
-        )
-        for row in csv.DictReader(io.StringIO(text))
-    }

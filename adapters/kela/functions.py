@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
-from adapters.kela.codes import Municipality, municipalities
 from adapters.kela.engine import Function, Scope
 from adapters.kela.errors import ErrorCode, KelaMessageError
 from adapters.kela.hetu import birth_date, gender, hetu_problem
 from adapters.kela.wire import local_name
+from mappings.municipalities import Municipality, municipalities
 
 FUNCTIONS: dict[str, Function] = {}
 

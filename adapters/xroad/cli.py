@@ -9,8 +9,7 @@ from rich.table import Table
 
 from adapters.xroad import members
 from adapters.xroad.identifiers import ClientId, InvalidIdentifier
-from gateway.admin.cli import DatabaseOption
-from gateway.outbox.cli import migrated_database
+from gateway.admin.cli import DatabaseOption, open_database
 
 CLIENT_FORM = "INSTANCE/MEMBER_CLASS/MEMBER_CODE[/SUBSYSTEM_CODE]"
 
@@ -45,7 +44,7 @@ def member_add(
     """Maps an X-Road client identifier to a registered organisation."""
     client_id = _client(client, "--client")
     provider = _client(service_provider, "--service-provider") if service_provider else None
-    with migrated_database(database) as db, db.write() as conn:
+    with open_database(database) as db, db.write() as conn:
         members.add_member(
             conn,
             client=client_id,
@@ -62,7 +61,7 @@ def member_list(
     database: str = DatabaseOption,
 ) -> None:
     """Lists the registered X-Road clients."""
-    with migrated_database(database) as db, db.read() as conn:
+    with open_database(database) as db, db.read() as conn:
         found = members.list_members(conn, organization_id=org)
     table = Table("client", "type", "organisation", "security server", "service provider")
     for m in found:
@@ -83,6 +82,6 @@ def member_remove(
 ) -> None:
     """Removes an X-Road client from the register."""
     client_id = _client(client, "--client")
-    with migrated_database(database) as db, db.write() as conn:
+    with open_database(database) as db, db.write() as conn:
         members.remove_member(conn, client_id)
     typer.echo(f"X-Road client {client_id} removed")

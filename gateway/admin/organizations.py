@@ -9,14 +9,11 @@ municipality codes ``urn:oid:1.2.246.537.6.21``.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -27,6 +24,7 @@ from gateway.policy import PermitAll
 from gateway.services.context import RequestContext
 from gateway.services.resources import update_resource
 from gateway.store.database import Database
+from mappings.municipalities import municipalities
 from schemas import load_json
 
 BUSINESS_ID_SYSTEM = "urn:oid:1.2.246.10"
@@ -55,15 +53,6 @@ class Organization:
     type: str
     identifiers: tuple[Identifier, ...] = ()
     municipalities: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Municipality:
-    code: str
-    name_fi: str
-    name_sv: str
-    area_code: str
-    area_name: str
 
 
 @dataclass(slots=True)
@@ -114,32 +103,6 @@ def organization_types() -> dict[str, str]:
 def organization_type_system() -> str:
     url: str = load_json(ORGANIZATION_TYPE_CODESYSTEM)["url"]
     return url
-
-
-@cache
-def municipalities() -> dict[str, Municipality]:
-    """The municipality → wellbeing area table (mappings/municipalities_wellbeing_areas.csv)."""
-    text = (
-        resources.files("mappings")
-        .joinpath("municipalities_wellbeing_areas.csv")
-        .read_text(encoding="utf-8")
-    )
-    table: dict[str, Municipality] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        table[row["municipality_code"]] = Municipality(
-            row["municipality_code"],
-            row["municipality_fi"],
-            row["municipality_sv"],
-            row["wellbeing_area_code"],
-            row["wellbeing_area_fi"],
-        )
-    return table
-
-
-def municipalities_of_area(area_code: str) -> list[str]:
-    """Codes of the municipalities whose services the wellbeing area ``area_code``
-    (Statistics Finland's code, e.g. "12" Etelä-Savo, "90" Helsinki) organises."""
-    return sorted(m.code for m in municipalities().values() if m.area_code == area_code)
 
 
 def validate_organization(org: Organization) -> None:

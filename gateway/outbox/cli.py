@@ -3,39 +3,19 @@ retry messages, and deliver everything due now (``drain``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import typer
 from lxml import etree
 from rich.console import Console
 from rich.table import Table
 
-from gateway.admin.cli import DatabaseOption
-from gateway.errors import FhirError
+from gateway.admin.cli import DatabaseOption, open_database
 from gateway.fhir.formats import hardened_parser
 from gateway.outbox import messages
 from gateway.outbox.dispatcher import Dispatcher
 from gateway.outbox.messages import OutboxMessage
 from gateway.search.values import format_instant
-from gateway.store.database import Database
-from gateway.store.migrate import upgrade
 
 outbox_app = typer.Typer(help="Outbound messages and their delivery", no_args_is_help=True)
-
-
-@contextmanager
-def migrated_database(url: str) -> Iterator[Database]:
-    """A migrated database; gateway errors become a message and exit status 1."""
-    db = Database(url)
-    try:
-        upgrade(db.engine)
-        yield db
-    except FhirError as error:
-        typer.echo(f"error: {error.diagnostics}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
 
 
 def _instant(micros: int | None) -> str:
@@ -50,7 +30,7 @@ def list_command(
     database: str = DatabaseOption,
 ) -> None:
     """Lists messages, newest first, with the count in each status."""
-    with migrated_database(database) as db, db.read() as conn:
+    with open_database(database) as db, db.read() as conn:
         found = messages.list_messages(conn, status=status, organization_id=org, limit=limit)
         counts = messages.count_by_status(conn)
     table = Table(
@@ -74,7 +54,7 @@ def list_command(
 @outbox_app.command("show")
 def show_command(id: int = typer.Argument(...), database: str = DatabaseOption) -> None:
     """Shows one message with its payload."""
-    with migrated_database(database) as db, db.read() as conn:
+    with open_database(database) as db, db.read() as conn:
         message = messages.get_message(conn, id)
     _print(message)
 
@@ -82,7 +62,7 @@ def show_command(id: int = typer.Argument(...), database: str = DatabaseOption) 
 @outbox_app.command("retry")
 def retry_command(id: int = typer.Argument(...), database: str = DatabaseOption) -> None:
     """Makes a pending or dead message due now (a dead one with a new series of attempts)."""
-    with migrated_database(database) as db, db.write() as conn:
+    with open_database(database) as db, db.write() as conn:
         message = messages.retry(conn, id)
     typer.echo(f"outbox message {message.id} ({message.message_id}) is due now")
 
@@ -90,7 +70,7 @@ def retry_command(id: int = typer.Argument(...), database: str = DatabaseOption)
 @outbox_app.command("drain")
 def drain_command(database: str = DatabaseOption) -> None:
     """Delivers every message due now, once each; failures wait for their next attempt."""
-    with migrated_database(database) as db:
+    with open_database(database) as db:
         dispatcher = Dispatcher(db)
         try:
             result = dispatcher.drain()

@@ -12,6 +12,7 @@ from gateway.admin.schema import agreement, agreement_event, organization
 from gateway.config import Settings
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
+from mappings.municipalities import municipalities_of_area
 
 KELA_BUSINESS_ID = "0246246-0"
 PIRHA_BUSINESS_ID = "3221308-6"
@@ -56,7 +57,7 @@ def register_parties(db: Database) -> None:
             "Pirkanmaan hyvinvointialue",
             "wellbeing-area",
             (orgs.Identifier(orgs.BUSINESS_ID_SYSTEM, PIRHA_BUSINESS_ID),),
-            municipalities=tuple(orgs.municipalities_of_area("08")),
+            municipalities=tuple(municipalities_of_area("08")),
         ),
     )
     orgs.create_organization(

@@ -13,6 +13,7 @@ from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.errors import Conflict, Unprocessable
 from gateway.store.database import Database
+from mappings.municipalities import municipalities, municipalities_of_area
 from tests.admin import KELA_BUSINESS_ID, clean_admin_tables, context, register_parties
 
 
@@ -55,21 +56,19 @@ def test_organization_types_come_from_the_codesystem() -> None:
 
 
 def test_municipalities_of_wellbeing_areas() -> None:
-    etela_savo = orgs.municipalities_of_area("12")
+    etela_savo = municipalities_of_area("12")
     assert "507" in etela_savo and "588" in etela_savo  # Mäntyharju; Pertunmaa until 2025
     assert len(etela_savo) == 12
-    assert orgs.municipalities_of_area("90") == ["091"]  # the City of Helsinki
-    assert orgs.municipalities()["837"].area_name == "Pirkanmaan hyvinvointialue"
-    assert orgs.municipalities_of_area("99") == []
-    assert sum(len(orgs.municipalities_of_area(f"{n:02d}")) for n in range(1, 22)) + 1 + 16 == 309
+    assert municipalities_of_area("90") == ["091"]  # the City of Helsinki
+    assert municipalities()["837"].area_name == "Pirkanmaan hyvinvointialue"
+    assert municipalities_of_area("99") == []
+    assert sum(len(municipalities_of_area(f"{n:02d}")) for n in range(1, 22)) + 1 + 16 == 309
 
 
 def test_create_organization_exposes_a_fhir_organization(db: Database, settings: Settings) -> None:
     register_parties(db)
     assert [o.id for o in orgs.list_organizations(db)] == ["etsiva-tampere", "kela", "pirha"]
-    assert orgs.get_organization(db, "pirha").municipalities == tuple(
-        orgs.municipalities_of_area("08")
-    )
+    assert orgs.get_organization(db, "pirha").municipalities == tuple(municipalities_of_area("08"))
     assert [o.id for o in orgs.list_organizations(db, type="kela")] == ["kela"]
     app = create_app(settings, database=db, migrate=False)
     with TestClient(app) as client:

@@ -11,7 +11,7 @@ from typing import Any
 from lxml import etree
 
 from adapters.kela import parse_message
-from gateway.admin.organizations import municipalities_of_area
+from mappings.municipalities import municipalities_of_area
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN_DIR = REPO / "mappings" / "kela" / "golden"
