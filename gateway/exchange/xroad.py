@@ -41,7 +41,8 @@ from adapters.xroad.inbound import find_response, record_response
 from adapters.xroad.members import organization_of
 from gateway.admin.agreements import active_agreements
 from gateway.api.http import read_body
-from gateway.audit.log import request_record
+from gateway.audit.log import AuditLog, request_record
+from gateway.auth.routes import auth_urls
 from gateway.errors import FhirError
 from gateway.exchange.directory import RegisterDirectory
 from gateway.exchange.loop import NOTIFICATION_TASK, current_resource, kela_task_kind
@@ -73,12 +74,11 @@ async def xroad_endpoint(request: Request) -> Response:
         message = await read_body(request, state.settings.max_body_bytes)
     except FhirError as error:
         return _soap(build_fault(FaultCode.CLIENT, error.diagnostics), 500)
-    base_url = state.settings.public_base_url or f"{str(request.base_url).rstrip('/')}/fhir"
     body, status = exchange(
         RequestContext(
             db=state.database,
             settings=state.settings,
-            base_url=base_url,
+            base_url=auth_urls(request).fhir_base,
             write_hooks=state.write_hooks,
         ),
         message,
@@ -91,7 +91,9 @@ def _soap(body: bytes, status: int) -> Response:
     return Response(body, status_code=status, media_type=CONTENT_TYPE)
 
 
-def exchange(template: RequestContext, message: bytes, *, audit: Any = None) -> tuple[bytes, int]:
+def exchange(
+    template: RequestContext, message: bytes, *, audit: AuditLog | None = None
+) -> tuple[bytes, int]:
     """Processes one SOAP request; returns the response envelope and HTTP status."""
     try:
         xroad = parse_request(message)
@@ -112,7 +114,7 @@ def exchange(template: RequestContext, message: bytes, *, audit: Any = None) -> 
         return build_fault(FaultCode.SERVER, text, request=xroad), 500
 
 
-def _process(template: RequestContext, xroad: XRoadRequest, audit: Any) -> bytes:
+def _process(template: RequestContext, xroad: XRoadRequest, audit: AuditLog | None) -> bytes:
     db = template.db
     with db.read() as conn:
         organization = organization_of(conn, xroad.client)
