@@ -34,7 +34,7 @@ from gateway.fhir.validation import validate_resource
 from gateway.policy.facts import client_of, consent_grant_rows
 from gateway.policy.rules import access_rules
 from gateway.search.extract import extract_index_rows
-from gateway.search.query import find_matches
+from gateway.search.query import StoredRow, find_matches
 from gateway.search.values import format_instant
 from gateway.services.context import RequestContext
 from gateway.store import repository
@@ -186,6 +186,21 @@ def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
 
 
+def _single_match(
+    ctx: RequestContext, conn: Connection, resource_type: str, criteria: str, what: str
+) -> StoredRow | None:
+    """The one visible resource a conditional write's criteria match (R4 http.html
+    §3.1.0.8.1, §3.1.0.4.3, §3.1.0.7.1), None for none, 412 for several (``what``
+    begins the message); writes with the same criteria are serialised first."""
+    _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
+    matches = find_matches(
+        conn, resource_type, parse_qsl(criteria), limit=2, visibility=ctx.policy.visibility()
+    )
+    if len(matches) > 1:
+        raise PreconditionFailed(f"{what} {len(matches)} resources")
+    return matches[0] if matches else None
+
+
 def _current_for_write(
     ctx: RequestContext, conn: Connection, resource_type: str, resource_id: str
 ) -> StoredResource | None:
@@ -297,20 +312,10 @@ def create_resource(
     _validated(resource_type, resource)
     with ctx.write() as conn:
         if if_none_exist:
-            _lock_condition(ctx, conn, f"{resource_type}?{if_none_exist}")
-            matches = find_matches(
-                conn,
-                resource_type,
-                parse_qsl(if_none_exist),
-                limit=2,
-                visibility=ctx.policy.visibility(),
+            existing = _single_match(
+                ctx, conn, resource_type, if_none_exist, f"If-None-Exist '{if_none_exist}' matches"
             )
-            if len(matches) > 1:
-                raise PreconditionFailed(
-                    f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources"
-                )
-            if matches:
-                existing = matches[0]
+            if existing is not None:
                 return WriteResult(
                     stored=StoredResource(
                         existing.pk,
@@ -451,21 +456,12 @@ def conditional_update(
     _validated(resource_type, resource)
     expected = parse_version_tag(if_match) if if_match else None
     with ctx.write() as conn:
-        _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
-        matches = find_matches(
-            conn,
-            resource_type,
-            parse_qsl(criteria),
-            limit=2,
-            visibility=ctx.policy.visibility(),
+        match = _single_match(
+            ctx, conn, resource_type, criteria, f"Conditional update criteria '{criteria}' match"
         )
-        if len(matches) > 1:
-            raise PreconditionFailed(
-                f"Conditional update criteria '{criteria}' match {len(matches)} resources"
-            )
         body_id = resource.get("id")
-        if matches:
-            target_id = matches[0].res_id
+        if match is not None:
+            target_id = match.res_id
             if body_id is not None and body_id != target_id:
                 raise BadRequest(
                     f"The resource id '{body_id}' does not match the resource found ({target_id})",
@@ -552,18 +548,9 @@ def conditional_delete(ctx: RequestContext, *, resource_type: str, criteria: str
     if not criteria:
         raise MethodNotAllowed("A delete on the type needs search criteria (conditional delete)")
     with ctx.write() as conn:
-        _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
-        matches = find_matches(
-            conn,
-            resource_type,
-            parse_qsl(criteria),
-            limit=2,
-            visibility=ctx.policy.visibility(),
+        match = _single_match(
+            ctx, conn, resource_type, criteria, f"Conditional delete criteria '{criteria}' match"
         )
-        if len(matches) > 1:
-            raise PreconditionFailed(
-                f"Conditional delete criteria '{criteria}' match {len(matches)} resources"
-            )
-        if not matches:
+        if match is None:
             return DeleteResult(deleted=0)
-        return delete_resource(ctx, resource_type=resource_type, resource_id=matches[0].res_id)
+        return delete_resource(ctx, resource_type=resource_type, resource_id=match.res_id)
