@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
@@ -163,40 +163,28 @@ def agreement_approve(
     typer.echo(f"agreement {result.id} approved by {as_org}: {result.status.value}")
 
 
-@agreement_app.command("suspend")
-def agreement_suspend(
-    agreement_id: str = typer.Argument(..., metavar="ID"),
-    reason: str = typer.Option("", "--reason"),
-    database: str = DatabaseOption,
-) -> None:
-    """Suspends an active agreement."""
-    with open_database(database) as db:
-        result = svc.suspend(db, agreement_id, actor=_actor(), reason=reason)
-    typer.echo(f"agreement {result.id}: {result.status.value}")
+def _status_command(change: Callable[..., svc.Agreement], summary: str) -> Callable[..., None]:
+    """The command of one status change that takes an optional reason."""
+
+    def command(
+        agreement_id: str = typer.Argument(..., metavar="ID"),
+        reason: str = typer.Option("", "--reason"),
+        database: str = DatabaseOption,
+    ) -> None:
+        with open_database(database) as db:
+            result = change(db, agreement_id, actor=_actor(), reason=reason)
+        typer.echo(f"agreement {result.id}: {result.status.value}")
+
+    command.__doc__ = summary
+    return command
 
 
-@agreement_app.command("resume")
-def agreement_resume(
-    agreement_id: str = typer.Argument(..., metavar="ID"),
-    reason: str = typer.Option("", "--reason"),
-    database: str = DatabaseOption,
-) -> None:
-    """Resumes a suspended agreement."""
-    with open_database(database) as db:
-        result = svc.resume(db, agreement_id, actor=_actor(), reason=reason)
-    typer.echo(f"agreement {result.id}: {result.status.value}")
-
-
-@agreement_app.command("terminate")
-def agreement_terminate(
-    agreement_id: str = typer.Argument(..., metavar="ID"),
-    reason: str = typer.Option("", "--reason"),
-    database: str = DatabaseOption,
-) -> None:
-    """Terminates an agreement for good."""
-    with open_database(database) as db:
-        result = svc.terminate(db, agreement_id, actor=_actor(), reason=reason)
-    typer.echo(f"agreement {result.id}: {result.status.value}")
+for _name, _change, _summary in (
+    ("suspend", svc.suspend, "Suspends an active agreement."),
+    ("resume", svc.resume, "Resumes a suspended agreement."),
+    ("terminate", svc.terminate, "Terminates an agreement for good."),
+):
+    agreement_app.command(_name)(_status_command(_change, _summary))
 
 
 @agreement_app.command("list")

@@ -27,10 +27,10 @@ from gateway.api.http import (
     read_resource_body,
     version_headers,
 )
-from gateway.audit.log import request_record
+from gateway.audit.log import audited
 from gateway.auth.routes import auth_urls
 from gateway.auth.tokens import bearer_token
-from gateway.errors import BadRequest, FhirError, UnsupportedMediaType, operation_outcome
+from gateway.errors import BadRequest, UnsupportedMediaType, operation_outcome
 from gateway.errors import Issue as OutcomeIssue
 from gateway.fhir.elements import apply_elements, apply_summary
 from gateway.policy import AccessPolicy, PermitAll, Requester
@@ -112,31 +112,17 @@ async def call(
     statements take microseconds, less than a hand-off to a worker thread), or in the
     thread pool when ``SILTA_SERVICE_THREADS`` is set. What it touched goes to the access
     and disclosure log, whatever its outcome."""
-    status = 200
-    try:
+    query = request.url.query
+    with audited(
+        request.app.state.audit,
+        ctx.requester,
+        ctx.policy.touched,
+        action=ACTIONS.get(function.__name__, function.__name__),
+        query=f"{request.method} {request.url.path}" + (f"?{query}" if query else ""),
+    ):
         if ctx.settings.service_threads:
             return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
         return function(ctx=ctx, **kwargs)
-    except FhirError as error:
-        status = error.status
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        requester = ctx.requester
-        if requester is not None:
-            request.app.state.audit.record(
-                request_record(
-                    requester=requester,
-                    action=ACTIONS.get(function.__name__, function.__name__),
-                    status=status,
-                    touched=ctx.policy.touched,
-                    query=f"{request.method} {request.url.path}"
-                    + (f"?{request.url.query}" if request.url.query else ""),
-                    at=now_micros(),
-                )
-            )
 
 
 # Service function → the FHIR interaction it performs (restful-interaction codes).

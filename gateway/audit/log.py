@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import orjson
 from sqlalchemy import Connection, select, text
 
 from gateway.audit.schema import audit_entry, audit_key
+from gateway.errors import FhirError
 from gateway.policy import Requester, Touched
 from gateway.search.values import format_instant
 from gateway.store.database import Database
@@ -338,6 +340,38 @@ def client_extract(found: Sequence[Mapping[str, Any]], hetu: str) -> dict[str, A
                     }
                 )
     return {"hetu": hetu, "accesses": accesses, "disclosures": disclosures}
+
+
+@contextmanager
+def audited(
+    audit: AuditLog | None,
+    requester: Requester | None,
+    touched: list[Touched],
+    *,
+    action: str,
+    query: str | None,
+) -> Iterator[None]:
+    """Logs the request run inside the block, whatever its outcome: the status of the
+    FhirError it raised, 500 for anything else (nothing is logged without a requester)."""
+    status = 500
+    try:
+        yield
+        status = 200
+    except FhirError as error:
+        status = error.status
+        raise
+    finally:
+        if audit is not None and requester is not None:
+            audit.record(
+                request_record(
+                    requester=requester,
+                    action=action,
+                    status=status,
+                    touched=touched,
+                    query=query,
+                    at=now_micros(),
+                )
+            )
 
 
 class AuditLog:

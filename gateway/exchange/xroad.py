@@ -41,7 +41,7 @@ from adapters.xroad.inbound import find_response, record_response
 from adapters.xroad.members import organization_of
 from gateway.admin.agreements import active_agreements
 from gateway.api.http import read_body
-from gateway.audit.log import AuditLog, request_record
+from gateway.audit.log import AuditLog, audited
 from gateway.auth.routes import auth_urls
 from gateway.errors import FhirError
 from gateway.exchange.directory import RegisterDirectory
@@ -134,46 +134,36 @@ def _process(template: RequestContext, xroad: XRoadRequest, audit: AuditLog | No
         policy=TrustPolicy(db, requester, now_micros()),
         write_hooks=template.write_hooks,
     )
-    status = 500
-    try:
-        with ctx.write() as conn:
-            earlier = find_response(conn, xroad.client, xroad.message_id)
-            if earlier is not None:
-                status = 200
-                return earlier
-            result = map_inbound(
-                xroad.service_code, xroad.body, RegisterDirectory(conn), sender=organization
-            )
-            in_hand = None
-            if result.service_code == "ConcernNotification":
-                in_hand = _already_in_hand(ctx, conn, result)
-            _keep_work_in_progress(conn, result.bundle)
-            transactions.process_bundle(ctx, body=result.bundle)
-            response = build_response(xroad, response_for(result, in_hand=in_hand))
-            record_response(
-                conn,
-                client_id=xroad.client,
-                message_id=xroad.message_id,
-                service_code=xroad.service_code,
-                response=response,
-            )
-            status = 200
-            return response
-    except FhirError as error:
-        status = error.status
-        raise
-    finally:
-        if audit is not None:
-            audit.record(
-                request_record(
-                    requester=requester,
-                    action="transaction",
-                    status=status,
-                    touched=ctx.policy.touched,
-                    query=f"X-Road {xroad.service_code} {xroad.message_id}",
-                    at=now_micros(),
-                )
-            )
+    with (
+        audited(
+            audit,
+            requester,
+            ctx.policy.touched,
+            action="transaction",
+            query=f"X-Road {xroad.service_code} {xroad.message_id}",
+        ),
+        ctx.write() as conn,
+    ):
+        earlier = find_response(conn, xroad.client, xroad.message_id)
+        if earlier is not None:
+            return earlier
+        result = map_inbound(
+            xroad.service_code, xroad.body, RegisterDirectory(conn), sender=organization
+        )
+        in_hand = None
+        if result.service_code == "ConcernNotification":
+            in_hand = _already_in_hand(ctx, conn, result)
+        _keep_work_in_progress(conn, result.bundle)
+        transactions.process_bundle(ctx, body=result.bundle)
+        response = build_response(xroad, response_for(result, in_hand=in_hand))
+        record_response(
+            conn,
+            client_id=xroad.client,
+            message_id=xroad.message_id,
+            service_code=xroad.service_code,
+            response=response,
+        )
+        return response
 
 
 def _keep_work_in_progress(conn: Connection, bundle: dict[str, Any]) -> None:
