@@ -16,9 +16,12 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from gateway.store.group_commit import WRITE_FLAG, GroupCommit
 from gateway.store.raw import RawExecutor
 
 SQLITE_POOL_SIZE = 8
+SQLITE_GROUP_COMMIT = 32
+"""Most writers that share one SQLite transaction (see gateway.store.group_commit)."""
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -34,9 +37,6 @@ class Database:
     """An engine plus the transaction discipline every service call uses."""
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
-        # SQLite has one writer at a time: writers of this process queue on a lock
-        # instead of polling the database lock with busy_timeout back-off.
-        self._sqlite_writer = threading.Lock()
         self._thread_readers: threading.local | None = threading.local()
         self._reader_connections: list[Any] = []
         self.url = url
@@ -58,8 +58,13 @@ class Database:
             # Search values differ wildly in selectivity: plan each statement for its values.
             kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)
+        # SQLite has one writer at a time: writers of this process queue for one shared
+        # transaction (group commit) instead of polling the database lock with
+        # busy_timeout back-off.
+        self._sqlite_writers: GroupCommit | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,22 +76,17 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on any exception."""
-        with self._writer_turn(), self.engine.connect() as conn:
-            conn.info["write"] = True
-            try:
-                with conn.begin():
-                    yield conn
-            finally:
-                conn.info.pop("write", None)
+        """A write transaction: committed on success, rolled back on any exception.
 
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        if not self.is_sqlite:
-            yield
+        On SQLite the transaction may be shared with other writers of this process
+        (:mod:`gateway.store.group_commit`); each one's work is still all or nothing.
+        """
+        if self._sqlite_writers is not None:
+            with self._sqlite_writers.write() as conn:
+                yield conn
             return
-        with self._sqlite_writer:
-            yield
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -143,4 +143,4 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(WRITE_FLAG) else "BEGIN")

@@ -1,0 +1,200 @@
+"""Group commit of SQLite writers: shared transactions, each writer still all or nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, create_engine, event, text
+
+from gateway.store.database import apply_sqlite_pragmas
+from gateway.store.group_commit import GroupCommit, GroupCommitFailed
+
+
+@pytest.fixture
+def engine_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'group.db'}"
+
+
+@pytest.fixture
+def writers(engine_url: str) -> Iterator[tuple[GroupCommit, list[int]]]:
+    """A GroupCommit over a table ``t(n)``, and the list of commits the engine made
+    (the number of writers that were stored with each)."""
+    engine = create_engine(engine_url, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: object, _record: object) -> None:
+        apply_sqlite_pragmas(dbapi_connection)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    commits: list[int] = []
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        commits.append(conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one())
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    commits.clear()
+    yield GroupCommit(engine, max_members=8), commits
+    engine.dispose()
+
+
+def stored(url: str) -> set[int]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {row[0] for row in conn.execute(text("SELECT n FROM t"))}
+    finally:
+        engine.dispose()
+
+
+def run_queued(
+    group: GroupCommit, work: dict[int, Callable[[Connection], None]]
+) -> dict[int, BaseException | None]:
+    """Runs one writer per key; the first one holds its turn until all others queue,
+    so they all meet in one group (within max_members)."""
+    first, *others = sorted(work)
+    outcomes: dict[int, BaseException | None] = {}
+    queued = threading.Event()
+
+    def writer(key: int) -> None:
+        try:
+            with group.write() as conn:
+                if key == first:
+                    assert queued.wait(10)
+                work[key](conn)
+            outcomes[key] = None
+        except BaseException as exc:
+            outcomes[key] = exc
+
+    threads = [threading.Thread(target=writer, args=(first,))]
+    threads[0].start()
+    time.sleep(0.05)
+    threads += [threading.Thread(target=writer, args=(key,)) for key in others]
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while group._waiting < len(others) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    queued.set()
+    for thread in threads:
+        thread.join(10)
+    return outcomes
+
+
+def insert(n: int) -> Callable[[Connection], None]:
+    def work(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+
+    return work
+
+
+def insert_then_fail(n: int) -> Callable[[Connection], None]:
+    def work(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+        raise ValueError(f"writer {n} fails")
+
+    return work
+
+
+def test_queued_writers_share_one_commit(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    outcomes = run_queued(group, {n: insert(n) for n in range(6)})
+    assert outcomes == dict.fromkeys(range(6))
+    assert stored(engine_url) == set(range(6))
+    assert commits == [6]
+
+
+def test_a_group_holds_at_most_max_members(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    outcomes = run_queued(group, {n: insert(n) for n in range(12)})
+    assert all(outcome is None for outcome in outcomes.values())
+    assert stored(engine_url) == set(range(12))
+    assert len(commits) >= 2 and commits[0] == 8
+
+
+def test_a_failing_writer_is_rolled_back_alone(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    work = {n: insert(n) for n in range(5)}
+    work[2] = insert_then_fail(2)
+    outcomes = run_queued(group, work)
+    assert isinstance(outcomes[2], ValueError)
+    assert sorted(n for n, outcome in outcomes.items() if outcome is None) == [0, 1, 3, 4]
+    assert stored(engine_url) == {0, 1, 3, 4}
+    assert commits == [4]
+
+
+def test_a_failing_first_writer_leaves_the_others_stored(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+    work = {n: insert(n) for n in range(4)}
+    work[0] = insert_then_fail(0)
+    outcomes = run_queued(group, work)
+    assert isinstance(outcomes[0], ValueError)
+    assert all(outcomes[n] is None for n in (1, 2, 3))
+    assert stored(engine_url) == {1, 2, 3}
+
+
+def test_a_failed_commit_fails_every_writer_of_the_group(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+    engine = group._engine
+
+    def refuse(_conn: Connection) -> None:
+        raise OSError("disk full")
+
+    event.listen(engine, "commit", refuse)
+    outcomes = run_queued(group, {n: insert(n) for n in range(4)})
+    event.remove(engine, "commit", refuse)
+    assert all(isinstance(outcome, GroupCommitFailed) for outcome in outcomes.values()), outcomes
+    assert stored(engine_url) == set()
+    # The next writer starts a fresh transaction.
+    with group.write() as conn:
+        insert(9)(conn)
+    assert stored(engine_url) == {9}
+
+
+def test_a_writer_returns_only_after_its_work_is_committed(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+    seen: dict[int, bool] = {}
+
+    def writer(n: int) -> None:
+        with group.write() as conn:
+            insert(n)(conn)
+        seen[n] = n in stored(engine_url)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == dict.fromkeys(range(8), True)
+
+
+def test_a_lone_writer_commits_at_once(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    with group.write() as conn:
+        insert(1)(conn)
+    assert commits == [1]
+    with pytest.raises(ValueError, match="writer 2 fails"), group.write() as conn:
+        insert_then_fail(2)(conn)
+    assert stored(engine_url) == {1}
