@@ -44,6 +44,7 @@ from gateway.services import validate as validate_service
 from gateway.services.capability import capability_statement
 from gateway.services.context import RequestContext
 from gateway.services.resources import WriteResult, now_micros
+from gateway.store.group_commit import deferred_commits
 
 T = TypeVar("T")
 
@@ -110,8 +111,9 @@ async def call(
 ) -> T:
     """Runs a service function: inline on the event loop (the default: the store's
     statements take microseconds, less than a hand-off to a worker thread), or in the
-    thread pool when ``SILTA_SERVICE_THREADS`` is set. What it touched goes to the access
-    and disclosure log, whatever its outcome."""
+    thread pool when ``SILTA_SERVICE_THREADS`` is set. Inline writes share their commit
+    with the write requests the loop runs next (``deferred_commits``); the answer waits
+    for it. What it touched goes to the access and disclosure log, whatever its outcome."""
     query = request.url.query
     with audited(
         request.app.state.audit,
@@ -122,7 +124,10 @@ async def call(
     ):
         if ctx.settings.service_threads:
             return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
-        return function(ctx=ctx, **kwargs)
+        with deferred_commits() as commits:
+            result = function(ctx=ctx, **kwargs)
+        await commits.wait()
+        return result
 
 
 # Service function → the FHIR interaction it performs (restful-interaction codes).

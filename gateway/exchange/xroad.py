@@ -53,6 +53,7 @@ from gateway.services import transactions
 from gateway.services.context import RequestContext
 from gateway.services.resources import now_micros
 from gateway.store import repository
+from gateway.store.group_commit import GroupCommitFailed, deferred_commits
 from gateway.store.raw import RawExecutor
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ SERVICE_PURPOSES = {
     "ApplicationForwarding": "social-assistance",
     "BenefitDecision": "social-assistance",
 }
+NOT_STORED = "internal error: nothing was stored; send the message again"
 OPEN_TASK = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 
 
@@ -74,16 +76,21 @@ async def xroad_endpoint(request: Request) -> Response:
         message = await read_body(request, state.settings.max_body_bytes)
     except FhirError as error:
         return _soap(build_fault(FaultCode.CLIENT, error.diagnostics), 500)
-    body, status = exchange(
-        RequestContext(
-            db=state.database,
-            settings=state.settings,
-            base_url=auth_urls(request).fhir_base,
-            write_hooks=state.write_hooks,
-        ),
-        message,
-        audit=state.audit,
+    template = RequestContext(
+        db=state.database,
+        settings=state.settings,
+        base_url=auth_urls(request).fhir_base,
+        write_hooks=state.write_hooks,
     )
+    # The message's transaction may share its commit with the requests the event loop
+    # runs next; the response is sent only once it is committed.
+    with deferred_commits() as commits:
+        body, status = exchange(template, message, audit=state.audit)
+    try:
+        await commits.wait()
+    except GroupCommitFailed:
+        log.exception("the transaction of an X-Road message could not be committed")
+        body, status = build_fault(FaultCode.SERVER, NOT_STORED), 500
     return _soap(body, status)
 
 
@@ -110,8 +117,7 @@ def exchange(
         return build_fault(code, error.diagnostics, request=xroad), 500
     except Exception:
         log.exception("X-Road message %s from %s failed", xroad.message_id, xroad.client)
-        text = "internal error: nothing was stored; send the message again"
-        return build_fault(FaultCode.SERVER, text, request=xroad), 500
+        return build_fault(FaultCode.SERVER, NOT_STORED, request=xroad), 500
 
 
 def _process(template: RequestContext, xroad: XRoadRequest, audit: AuditLog | None) -> bytes:

@@ -14,16 +14,26 @@ work fails is rolled back to its savepoint and gets its own exception; the other
 unaffected. Should the commit itself fail, every writer of the group gets the error
 and nothing of the group is stored. A group ends when no other writer is waiting or
 when it has ``max_members`` writers, so a lone writer commits at once.
+
+Requests served inline on the asyncio event loop never queue on the turn: each runs
+to its end before the next starts. Inside :func:`deferred_commits` a writer on the
+loop therefore does not wait for the commit: it leaves the transaction open for the
+requests the loop runs next and awaits :meth:`CommitWaiter.wait` before it answers.
+The loop commits the group once a full pass over its ready requests added no writer
+(or the group is full), so one commit serves every write request of that burst.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +46,73 @@ class GroupCommitFailed(RuntimeError):
     """The shared transaction could not be committed; none of its writes were stored."""
 
 
+class CommitWaiter:
+    """The commits a request's deferred writes wait for (see :func:`deferred_commits`)."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Returns when every write of the request is committed; raises
+        GroupCommitFailed if one of them could not be."""
+        for future in self.pending:
+            await future
+
+
+_DEFERRING: ContextVar[CommitWaiter | None] = ContextVar("deferred_commit", default=None)
+
+
+@contextmanager
+def deferred_commits() -> Iterator[CommitWaiter]:
+    """Lets the writes made inside on the event loop return before their commit;
+    the caller must await ``CommitWaiter.wait()`` before reporting them."""
+    waiter = CommitWaiter()
+    token = _DEFERRING.set(waiter)
+    try:
+        yield waiter
+    finally:
+        _DEFERRING.reset(token)
+
+
+MEMBER_SAVEPOINT = "group_member"
+
+MAX_PASSES = 64
+"""Most event-loop passes a deferred group waits for more writers before it commits."""
+
+
 class _Group:
     """One shared write transaction and the outcome its members wait for."""
 
-    __slots__ = ("broken", "committed", "connection", "error", "members", "transaction")
+    __slots__ = (
+        "broken",
+        "committed",
+        "connection",
+        "driver",
+        "error",
+        "futures",
+        "members",
+        "scheduled",
+        "transaction",
+    )
 
     def __init__(self, engine: Engine) -> None:
         self.connection = engine.connect()
         self.connection.info[WRITE_FLAG] = True
+        self.driver: Any = self.connection.connection.driver_connection
         self.transaction: RootTransaction = self.connection.begin()
         self.members = 0
         self.broken = False
         self.committed = threading.Event()
         self.error: BaseException | None = None
+        # Deferred members on an event loop, settled when the group ends.
+        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.scheduled = False
+
+    def savepoint(self, verb: str) -> None:
+        """``SAVEPOINT`` / ``RELEASE`` / ``ROLLBACK TO`` the member savepoint, on the
+        driver connection (a member's savepoint is this module's own business; the
+        SQLAlchemy nested-transaction bookkeeping costs more than the statement)."""
+        self.driver.execute(f"{verb} {MEMBER_SAVEPOINT}")
 
 
 class GroupCommit:
@@ -76,7 +140,9 @@ class GroupCommit:
                 group = self._group = _Group(self._engine)
             # The first writer of a group needs no savepoint: if it fails, the whole
             # transaction is rolled back and the next writer starts a new one.
-            savepoint = group.connection.begin_nested() if group.members else None
+            savepoint = group.members > 0
+            if savepoint:
+                group.savepoint("SAVEPOINT")
         except BaseException:
             if self._group is not None:
                 self._group.broken = True
@@ -91,30 +157,72 @@ class GroupCommit:
             self._end_turn(group)
             raise
         try:
-            if savepoint is not None:
-                savepoint.commit()
+            if savepoint:
+                group.savepoint("RELEASE")
             group.members += 1
         except BaseException:
             group.broken = True
             self._end_turn(group)
             raise
+        if self._defer(group):
+            return
         self._end_turn(group)
         group.committed.wait()
         if group.error is not None:
-            raise GroupCommitFailed(
-                f"the write could not be committed: {group.error}"
-            ) from group.error
+            raise _failed(group.error)
+
+    def _defer(self, group: _Group) -> bool:
+        """In :func:`deferred_commits` on an event loop: leaves the group open, makes
+        sure the loop commits it, and frees the turn. False elsewhere."""
+        waiter = _DEFERRING.get()
+        if waiter is None:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: wait for the commit as usual
+            return False
+        future: asyncio.Future[None] = loop.create_future()
+        group.futures.append((loop, future))
+        waiter.pending.append(future)
+        if group.members >= self._max_members:
+            self._end_turn(group)
+            return True
+        if not group.scheduled:
+            group.scheduled = True
+            loop.call_soon(self._commit_when_idle, group, group.members, 1)
+        self._turn.release()
+        return True
+
+    def _commit_when_idle(self, group: _Group, members: int, passes: int) -> None:
+        """Event-loop callback: commits ``group`` once a pass over the loop's ready
+        work added no writer to it (or after MAX_PASSES passes)."""
+        if self._group is not group:
+            return  # another writer has ended it already
+        if group.members > members and passes < MAX_PASSES:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._commit_when_idle, group, group.members, passes + 1)
+            return
+        with self._count:
+            self._waiting += 1
+        self._turn.acquire()
+        with self._count:
+            self._waiting -= 1
+        if self._group is group:
+            self._commit(group)
+        else:
+            self._turn.release()
 
     @staticmethod
-    def _undo(group: _Group, savepoint: NestedTransaction | None) -> None:
+    def _undo(group: _Group, savepoint: bool) -> None:
         """Takes a failed writer's work back out of the group's transaction."""
-        if savepoint is None or not savepoint.is_active:
-            # No savepoint to return to: the transaction holds nobody else's work
-            # (or cannot be trusted) and is rolled back as a whole.
+        if not savepoint:
+            # The group's first writer: the transaction holds nobody else's work and
+            # is rolled back as a whole.
             group.broken = True
             return
         try:
-            savepoint.rollback()
+            group.savepoint("ROLLBACK TO")
+            group.savepoint("RELEASE")
         except BaseException:
             group.broken = True
 
@@ -125,6 +233,11 @@ class GroupCommit:
         if pass_on:
             self._turn.release()
             return
+        self._commit(group)
+
+    def _commit(self, group: _Group) -> None:
+        """Ends the group (the caller holds the turn): commits it, or rolls it back
+        when a failed writer broke it."""
         self._group = None
         try:
             if group.broken:
@@ -150,3 +263,20 @@ class GroupCommit:
         finally:
             group.committed.set()
             self._turn.release()
+            for loop, future in group.futures:
+                loop.call_soon_threadsafe(_settle, future, group.error)
+
+
+def _failed(error: BaseException) -> GroupCommitFailed:
+    failed = GroupCommitFailed(f"the write could not be committed: {error}")
+    failed.__cause__ = error
+    return failed
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(_failed(error))

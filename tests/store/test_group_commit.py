@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, event, text
 
 from gateway.store.database import apply_sqlite_pragmas
-from gateway.store.group_commit import GroupCommit, GroupCommitFailed
+from gateway.store.group_commit import GroupCommit, GroupCommitFailed, deferred_commits
 
 
 @pytest.fixture
@@ -198,3 +199,104 @@ def test_a_lone_writer_commits_at_once(
     with pytest.raises(ValueError, match="writer 2 fails"), group.write() as conn:
         insert_then_fail(2)(conn)
     assert stored(engine_url) == {1}
+
+
+async def deferred_writer(
+    group: GroupCommit, work: Callable[[Connection], None]
+) -> BaseException | None:
+    """An inline request on the event loop: writes without waiting, then awaits the commit."""
+    await asyncio.sleep(0)
+    try:
+        with deferred_commits() as commits, group.write() as conn:
+            work(conn)
+        await commits.wait()
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def run_on_loop(group: GroupCommit, work: list[Callable[[Connection], None]]) -> list[object]:
+    async def main() -> list[object]:
+        return list(await asyncio.gather(*(deferred_writer(group, w) for w in work)))
+
+    return asyncio.run(main())
+
+
+def test_inline_requests_on_the_event_loop_share_one_commit(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    outcomes = run_on_loop(group, [insert(n) for n in range(10)])
+    assert outcomes == [None] * 10
+    assert stored(engine_url) == set(range(10))
+    assert commits == [8, 10]  # max_members of the fixture is 8
+
+
+def test_a_lone_inline_request_is_committed_before_it_answers(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+
+    async def main() -> bool:
+        with deferred_commits() as waiter, group.write() as conn:
+            insert(1)(conn)
+        assert 1 not in stored(engine_url)  # not committed yet: the answer must wait
+        await waiter.wait()
+        return 1 in stored(engine_url)
+
+    assert asyncio.run(main())
+    assert commits == [1]
+
+
+def test_a_failing_inline_request_leaves_the_others_stored(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+    work = [insert(n) for n in range(5)]
+    work[0] = insert_then_fail(0)
+    work[3] = insert_then_fail(3)
+    outcomes = run_on_loop(group, work)
+    assert [type(o).__name__ for o in outcomes] == [
+        "ValueError",
+        "NoneType",
+        "NoneType",
+        "ValueError",
+        "NoneType",
+    ]
+    assert stored(engine_url) == {1, 2, 4}
+
+
+def test_a_failed_deferred_commit_fails_every_inline_request(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+
+    def refuse(_conn: Connection) -> None:
+        raise OSError("disk full")
+
+    event.listen(group._engine, "commit", refuse)
+    outcomes = run_on_loop(group, [insert(n) for n in range(4)])
+    event.remove(group._engine, "commit", refuse)
+    assert all(isinstance(outcome, GroupCommitFailed) for outcome in outcomes), outcomes
+    assert stored(engine_url) == set()
+
+
+def test_threads_and_inline_requests_share_groups(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, _commits = writers
+    threads = [
+        threading.Thread(target=lambda n=n: _thread_write(group, n)) for n in range(100, 106)
+    ]
+    for thread in threads:
+        thread.start()
+    outcomes = run_on_loop(group, [insert(n) for n in range(20)])
+    for thread in threads:
+        thread.join(10)
+    assert outcomes == [None] * 20
+    assert stored(engine_url) == set(range(20)) | set(range(100, 106))
+
+
+def _thread_write(group: GroupCommit, n: int) -> None:
+    with group.write() as conn:
+        insert(n)(conn)
