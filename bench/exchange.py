@@ -294,7 +294,7 @@ def cost_split(backend: str, database_url: str, messages: Notifications, count: 
             mapping_only = map_inbound_total - validate
             store = (done - mapped) - parse - map_inbound_total
             split.add("parse SOAP envelope (lxml, hardened)", parse)
-            split.add("XSD-validate body (xmlschema)", validate)
+            split.add("XSD-validate body (libxml2)", validate)
             split.add("map to a FHIR transaction Bundle", mapping_only)
             split.add(STORE_PHASE, store)
             totals.append(done - mapped)

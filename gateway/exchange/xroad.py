@@ -48,7 +48,6 @@ from gateway.exchange.directory import RegisterDirectory
 from gateway.exchange.loop import NOTIFICATION_TASK, current_resource, kela_task_kind
 from gateway.policy import Requester
 from gateway.policy.trust import TrustPolicy
-from gateway.search.query import find_matches
 from gateway.services import transactions
 from gateway.services.context import RequestContext
 from gateway.services.resources import now_micros
@@ -200,13 +199,14 @@ def _already_in_hand(ctx: RequestContext, conn: Connection, result: InboundResul
     task_id = result.task.split("/", 1)[1] if result.task else None
     open_task: tuple[dict[str, Any], int] | None = None
     open_plan: tuple[dict[str, Any], int] | None = None
-    patients = find_matches(
-        conn, "Patient", [("identifier", f"{HETU_SYSTEM}|{result.hetu}")], limit=20
+    db = RawExecutor.of(conn)
+    patients = repository.find_by_token(
+        db, "Patient", "identifier", HETU_SYSTEM, result.hetu, limit=20
     )
     for patient in patients:
         reference = f"Patient/{patient.res_id}"
-        for row in find_matches(conn, "Task", [("patient", reference)], limit=200):
-            task = orjson.loads(row.body)
+        for row in repository.find_by_reference(db, "Task", "patient", reference, limit=200):
+            task = orjson.loads(row.body or b"{}")
             if (
                 row.res_id != task_id
                 and task.get("status") in OPEN_TASK
@@ -216,8 +216,10 @@ def _already_in_hand(ctx: RequestContext, conn: Connection, result: InboundResul
                 open_task = (task, row.last_updated)
                 break
         if open_task is None and open_plan is None:
-            for row in find_matches(conn, "CarePlan", [("patient", reference)], limit=200):
-                plan = orjson.loads(row.body)
+            for row in repository.find_by_reference(
+                db, "CarePlan", "patient", reference, limit=200
+            ):
+                plan = orjson.loads(row.body or b"{}")
                 if plan.get("status") == "active" and row.custodian == area:
                     open_plan = (plan, row.last_updated)
                     break

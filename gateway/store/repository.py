@@ -17,6 +17,7 @@ from sqlalchemy import (
     FromClause,
     bindparam,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 
 from gateway.store.raw import RawExecutor, RawStatement
-from gateway.store.schema import DERIVED_TABLES, resource, resource_version
+from gateway.store.schema import DERIVED_TABLES, resource, resource_version, sp_reference, sp_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,39 @@ DELETE_INDEX = {
 }
 
 
+# Fixed lookups of the gateway's own workflows (not user searches: those go through
+# gateway.search with the access policy's condition): current resources of a type by one
+# indexed token (system|code) or by one indexed reference.
+SELECT_BY_TOKEN = RawStatement(
+    select(*_CURRENT_COLUMNS)
+    .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
+    .where(
+        sp_token.c.res_type == bindparam("res_type"),
+        sp_token.c.param == bindparam("param"),
+        sp_token.c.code == bindparam("code"),
+        sp_token.c.system == bindparam("system"),
+        resource.c.deleted == false(),
+    )
+    .order_by(resource.c.pk)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+SELECT_BY_REFERENCE = RawStatement(
+    select(*_CURRENT_COLUMNS)
+    .join(sp_reference, sp_reference.c.resource_pk == resource.c.pk)
+    .where(
+        sp_reference.c.res_type == bindparam("res_type"),
+        sp_reference.c.param == bindparam("param"),
+        sp_reference.c.target_id == bindparam("target_id"),
+        sp_reference.c.target_type == bindparam("target_type"),
+        resource.c.deleted == false(),
+    )
+    .order_by(resource.c.pk)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+
+
 def _stored(row: Sequence[Any], *, method: str = "") -> StoredResource:
     """A row of ``_CURRENT_COLUMNS`` (or of SELECT_VERSION, whose method comes eighth)."""
     body = row[6]
@@ -161,6 +195,27 @@ def get_current(
 def get_version(db: RawExecutor, res_type: str, res_id: str, version: int) -> StoredResource | None:
     row = db.fetchone(SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version})
     return None if row is None else _stored(row)
+
+
+def find_by_token(
+    db: RawExecutor, res_type: str, param: str, system: str, code: str, *, limit: int
+) -> list[StoredResource]:
+    """Current resources of ``res_type`` whose token parameter ``param`` is
+    ``system|code`` (search.html §3.1.1.4.4 token), oldest first."""
+    values: dict[str, Any] = {"res_type": res_type, "param": param, "limit": limit, "offset": 0}
+    values |= {"system": system, "code": code}
+    return [_stored(row) for row in db.fetchall(SELECT_BY_TOKEN, values)]
+
+
+def find_by_reference(
+    db: RawExecutor, res_type: str, param: str, target: str, *, limit: int
+) -> list[StoredResource]:
+    """Current resources of ``res_type`` whose reference parameter ``param`` points at
+    ``target`` (``Type/id``; search.html §3.1.1.4.7 reference), oldest first."""
+    target_type, _, target_id = target.partition("/")
+    values: dict[str, Any] = {"res_type": res_type, "param": param, "limit": limit, "offset": 0}
+    values |= {"target_type": target_type, "target_id": target_id}
+    return [_stored(row) for row in db.fetchall(SELECT_BY_REFERENCE, values)]
 
 
 def insert_new(
