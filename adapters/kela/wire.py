@@ -33,7 +33,7 @@ import xmlschema
 from lxml import etree
 
 from adapters.kela.errors import ErrorCode, KelaMessageError, MappingError
-from gateway.fhir.formats import hardened_parser
+from gateway.fhir.formats import hardened_parser, new_hardened_parser
 
 _DTD_MESSAGE = "DTDs and entity declarations are not allowed in Kela messages"
 
@@ -109,14 +109,7 @@ def compile_schema(path: Path, sandbox: Path) -> Any:
     """libxml2's compiled XSD ``path`` (an ``etree.XMLSchema``); it and the files it
     includes or imports must be inside ``sandbox``."""
     resolver = SandboxResolver(sandbox)
-    parser = etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        collect_ids=False,
-    )
+    parser = new_hardened_parser()
     parser.resolvers.add(resolver)
     path, data = resolver.read(path.resolve().as_uri())
     try:

@@ -391,25 +391,31 @@ def _json_kind(value: object) -> str:
 _parsers = threading.local()
 
 
+def new_hardened_parser(recover: bool = False) -> Any:
+    """A new hardened lxml parser: no DTD, no entity expansion, no network, no huge
+    trees, comments and processing instructions dropped."""
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        attribute_defaults=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+        recover=recover,
+        encoding="utf-8",
+    )
+
+
 def hardened_parser(recover: bool = False) -> Any:
-    """The hardened lxml parser of this thread: no DTD, no entity expansion, no network,
-    no huge trees (lxml parsers must not be shared between threads)."""
+    """The hardened lxml parser of this thread (lxml parsers must not be shared
+    between threads); see :func:`new_hardened_parser`."""
     key = "recovering" if recover else "strict"
     parser = getattr(_parsers, key, None)
     if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            attribute_defaults=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-            recover=recover,
-            encoding="utf-8",
-        )
+        parser = new_hardened_parser(recover)
         setattr(_parsers, key, parser)
     return parser
 
