@@ -22,10 +22,20 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, bindparam, insert, select, text
 
 from adapters.xroad.identifiers import ClientId
 from adapters.xroad.schema import inbound
+from gateway.store.raw import RawExecutor, RawStatement
+
+_FIND = RawStatement(
+    select(inbound.c.response).where(
+        inbound.c.client_id == bindparam("client_id"),
+        inbound.c.message_id == bindparam("message_id"),
+    )
+)
+_RECORDED = ("client_id", "message_id", "service_code", "response", "received_at")
+_RECORD = RawStatement(insert(inbound).values({name: bindparam(name) for name in _RECORDED}))
 
 
 def find_response(conn: Connection, client_id: ClientId | str, message_id: str) -> bytes | None:
@@ -38,12 +48,10 @@ def find_response(conn: Connection, client_id: ClientId | str, message_id: str) 
     if conn.dialect.name == "postgresql":
         digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
-    found = conn.execute(
-        select(inbound.c.response).where(
-            inbound.c.client_id == str(client_id), inbound.c.message_id == message_id
-        )
-    ).scalar_one_or_none()
-    return None if found is None else bytes(found)
+    row = RawExecutor.of(conn).fetchone(
+        _FIND, {"client_id": str(client_id), "message_id": message_id}
+    )
+    return None if row is None else bytes(row[0])
 
 
 def record_response(
@@ -55,12 +63,13 @@ def record_response(
     response: bytes,
 ) -> None:
     """Stores the response to ``message_id`` in the caller's transaction."""
-    conn.execute(
-        insert(inbound).values(
-            client_id=str(client_id),
-            message_id=message_id,
-            service_code=service_code,
-            response=response,
-            received_at=time.time_ns() // 1000,
-        )
+    RawExecutor.of(conn).execute(
+        _RECORD,
+        {
+            "client_id": str(client_id),
+            "message_id": message_id,
+            "service_code": service_code,
+            "response": response,
+            "received_at": time.time_ns() // 1000,
+        },
     )

@@ -121,8 +121,8 @@ def exchange(
 
 def _process(template: RequestContext, xroad: XRoadRequest, audit: AuditLog | None) -> bytes:
     db = template.db
-    with db.read() as conn:
-        organization = organization_of(conn, xroad.client)
+    with db.read_raw() as raw:
+        organization = organization_of(raw, xroad.client)
     if organization is None:
         raise XRoadFault(f"X-Road client {xroad.client} is not registered with this gateway")
     requester = Requester(
