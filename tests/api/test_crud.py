@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from gateway.store.database import Database
@@ -232,3 +233,25 @@ def test_links_use_the_request_host_without_a_configured_base(database: Database
         assert response.headers["location"].startswith("http://gateway.example:8080/fhir/Patient/")
         bundle = local.get("/fhir/Patient").json()
         assert bundle["link"][0]["url"].startswith("http://gateway.example:8080/fhir/Patient?")
+
+
+def test_a_create_whose_commit_fails_answers_500_and_stores_nothing(
+    client: TestClient, database: Database
+) -> None:
+    """The write's transaction fails at its commit (e.g. a full disk): the answer is an
+    OperationOutcome with 500, never a 201 for something that was not stored."""
+
+    def refuse(_conn: Any) -> None:
+        raise OSError("disk full")
+
+    patient = load_fixture("patient-virtanen")
+    event.listen(database.engine, "commit", refuse)
+    try:
+        response = client.post("/fhir/Patient", json=patient)
+    finally:
+        event.remove(database.engine, "commit", refuse)
+    assert response.status_code == 500
+    assert response.json()["resourceType"] == "OperationOutcome"
+    found = client.get("/fhir/Patient", params={"_summary": "count"}).json()
+    assert found["total"] == 0
+    assert client.post("/fhir/Patient", json=patient).status_code == 201

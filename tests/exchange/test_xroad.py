@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from adapters.xroad.envelope import build_request, parse_fault
 from adapters.xroad.identifiers import ClientId, ServiceId
@@ -328,3 +328,28 @@ def test_a_crash_before_the_commit_loses_nothing(
     assert response.status_code == 200
     assert _response_field(response, "ReceiptStatus") == "accepted"
     assert _counts(database)[0] > before[0]
+
+
+def test_a_failed_commit_answers_a_fault_and_stores_nothing(
+    gw: Gateway, database: Database
+) -> None:
+    """The message's transaction fails at its commit (after the work was done, e.g. a
+    full disk): Kela gets a Fault, nothing is stored, and the message can be sent again."""
+
+    def refuse(_conn: Any) -> None:
+        raise OSError("disk full")
+
+    before = _counts(database)
+    envelope = _envelope(_body("with-consent"), "msg-commit-fails")
+    event.listen(database.engine, "commit", refuse)
+    try:
+        response = _post(gw, envelope)
+    finally:
+        event.remove(database.engine, "commit", refuse)
+    fault = parse_fault(response.content)
+    assert response.status_code == 500 and fault is not None
+    assert "nothing was stored" in fault.string
+    assert _counts(database) == before
+    response = _post(gw, envelope)
+    assert response.status_code == 200
+    assert _response_field(response, "ReceiptStatus") == "accepted"
