@@ -13,7 +13,9 @@ committed, so a caller never reports a change that could still be lost. A writer
 work fails is rolled back to its savepoint and gets its own exception; the others are
 unaffected. Should the commit itself fail, every writer of the group gets the error
 and nothing of the group is stored. A group ends when no other writer is waiting or
-when it has ``max_members`` writers, so a lone writer commits at once.
+when ``max_members`` writers have had their turn in it (failed ones included, so
+writers that keep failing, e.g. on a stale ``If-Match``, cannot keep a group open), so
+a lone writer commits at once.
 
 Requests served inline on the asyncio event loop never queue on the turn: each runs
 to its end before the next starts. Inside :func:`deferred_commits` a writer on the
@@ -93,6 +95,7 @@ class _Group:
         "members",
         "scheduled",
         "transaction",
+        "turns",
     )
 
     def __init__(self, engine: Engine) -> None:
@@ -100,7 +103,8 @@ class _Group:
         self.connection.info[WRITE_FLAG] = True
         self.driver: Any = self.connection.connection.driver_connection
         self.transaction: RootTransaction = self.connection.begin()
-        self.members = 0
+        self.members = 0  # writers whose work is in the transaction
+        self.turns = 0  # writers that have had their turn, failed ones included
         self.broken = False
         self.committed = threading.Event()
         self.error: BaseException | None = None
@@ -138,6 +142,7 @@ class GroupCommit:
             group = self._group
             if group is None:
                 group = self._group = _Group(self._engine)
+            group.turns += 1
             # The first writer of a group needs no savepoint: if it fails, the whole
             # transaction is rolled back and the next writer starts a new one.
             savepoint = group.members > 0
@@ -184,23 +189,23 @@ class GroupCommit:
         future: asyncio.Future[None] = loop.create_future()
         group.futures.append((loop, future))
         waiter.pending.append(future)
-        if group.members >= self._max_members:
+        if group.turns >= self._max_members:
             self._end_turn(group)
             return True
         if not group.scheduled:
             group.scheduled = True
-            loop.call_soon(self._commit_when_idle, group, group.members, 1)
+            loop.call_soon(self._commit_when_idle, group, group.turns, 1)
         self._turn.release()
         return True
 
-    def _commit_when_idle(self, group: _Group, members: int, passes: int) -> None:
+    def _commit_when_idle(self, group: _Group, turns: int, passes: int) -> None:
         """Event-loop callback: commits ``group`` once a pass over the loop's ready
         work added no writer to it (or after MAX_PASSES passes)."""
         if self._group is not group:
             return  # another writer has ended it already
-        if group.members > members and passes < MAX_PASSES:
+        if group.turns > turns and passes < MAX_PASSES:
             loop = asyncio.get_running_loop()
-            loop.call_soon(self._commit_when_idle, group, group.members, passes + 1)
+            loop.call_soon(self._commit_when_idle, group, group.turns, passes + 1)
             return
         with self._count:
             self._waiting += 1
@@ -229,7 +234,7 @@ class GroupCommit:
     def _end_turn(self, group: _Group) -> None:
         """Passes the open transaction on to a waiting writer, or commits it."""
         with self._count:
-            pass_on = not group.broken and self._waiting > 0 and group.members < self._max_members
+            pass_on = not group.broken and self._waiting > 0 and group.turns < self._max_members
         if pass_on:
             self._turn.release()
             return

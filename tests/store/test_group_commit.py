@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -292,3 +294,36 @@ def test_threads_and_inline_requests_share_groups(
 def _thread_write(group: GroupCommit, n: int) -> None:
     with group.write() as conn:
         insert(n)(conn)
+
+
+def test_writers_that_keep_failing_cannot_keep_a_group_open(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    """Writers retrying until they see a committed row (as clients retry on a stale
+    If-Match) fail inside the group that holds it; the group still commits after
+    max_members turns, so they soon see it."""
+    group, _commits = writers
+    attempts: dict[int, int] = {}
+    started = threading.Barrier(5)
+
+    def watcher(n: int) -> None:
+        reader = sqlite3.connect(engine_url.removeprefix("sqlite:///"))
+        started.wait(10)
+        tries = 0
+        while not reader.execute("SELECT 1 FROM t WHERE n = 0").fetchone() and tries < 2000:
+            tries += 1
+            with contextlib.suppress(ValueError), group.write() as conn:
+                insert_then_fail(1000 + n)(conn)
+        reader.close()
+        attempts[n] = tries
+
+    threads = [threading.Thread(target=watcher, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait(10)
+    with group.write() as conn:
+        insert(0)(conn)
+    for thread in threads:
+        thread.join(30)
+    assert stored(engine_url) == {0}
+    assert all(tries < 100 for tries in attempts.values()), attempts
