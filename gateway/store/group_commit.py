@@ -269,7 +269,8 @@ class GroupCommit:
             group.committed.set()
             self._turn.release()
             for loop, future in group.futures:
-                loop.call_soon_threadsafe(_settle, future, group.error)
+                if not loop.is_closed():  # a loop that has stopped awaits nothing
+                    loop.call_soon_threadsafe(_settle, future, group.error)
 
 
 def _failed(error: BaseException) -> GroupCommitFailed:
