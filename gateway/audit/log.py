@@ -39,6 +39,7 @@ from gateway.errors import FhirError
 from gateway.policy import Requester, Touched
 from gateway.search.values import format_instant
 from gateway.store.database import Database
+from gateway.store.group_commit import commit_waiter
 from gateway.store.raw import RawExecutor, RawStatement
 from gateway.store.schema import resource, sp_token
 
@@ -352,7 +353,9 @@ def audited(
     query: str | None,
 ) -> Iterator[None]:
     """Logs the request run inside the block, whatever its outcome: the status of the
-    FhirError it raised, 500 for anything else (nothing is logged without a requester)."""
+    FhirError it raised, 500 for anything else (nothing is logged without a requester).
+    Inside ``deferred_commits`` the entry waits for the commit of the block's writes,
+    and a failed commit is logged as a failure."""
     status = 500
     try:
         yield
@@ -362,16 +365,25 @@ def audited(
         raise
     finally:
         if audit is not None and requester is not None:
-            audit.record(
-                request_record(
-                    requester=requester,
-                    action=action,
-                    status=status,
-                    touched=touched,
-                    query=query,
-                    at=now_micros(),
+            log_entry, who = audit, requester
+
+            def record(committed: bool) -> None:
+                log_entry.record(
+                    request_record(
+                        requester=who,
+                        action=action,
+                        status=status if committed else 500,
+                        touched=touched,
+                        query=query,
+                        at=now_micros(),
+                    )
                 )
-            )
+
+            waiter = commit_waiter()
+            if waiter is None:
+                record(True)
+            else:
+                waiter.when_settled(record)
 
 
 class AuditLog:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -60,8 +60,31 @@ class CommitWaiter:
         for future in self.pending:
             await future
 
+    def when_settled(self, callback: Callable[[bool], None]) -> None:
+        """Calls ``callback(committed)`` once every pending commit has settled (at once
+        when none is pending); ``committed`` is False if one of them failed."""
+        pending = list(self.pending)
+        if not pending:
+            callback(True)
+            return
+        remaining = len(pending)
+
+        def settled(_future: asyncio.Future[None]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                callback(all(not f.cancelled() and f.exception() is None for f in pending))
+
+        for future in pending:
+            future.add_done_callback(settled)
+
 
 _DEFERRING: ContextVar[CommitWaiter | None] = ContextVar("deferred_commit", default=None)
+
+
+def commit_waiter() -> CommitWaiter | None:
+    """The waiter of the enclosing :func:`deferred_commits` block, if any."""
+    return _DEFERRING.get()
 
 
 @contextmanager
@@ -259,9 +282,9 @@ class GroupCommit:
         """Returns the connection (discarded when its transaction failed: its state is
         unknown), wakes the group's writers and frees the turn."""
         try:
+            group.connection.info.pop(WRITE_FLAG, None)
             if group.error is not None:
                 group.connection.invalidate()
-            group.connection.info.pop(WRITE_FLAG, None)
             group.connection.close()
         except Exception:
             log.exception("closing the connection of a group commit failed")

@@ -19,6 +19,7 @@ from adapters.xroad.envelope import build_request, parse_fault
 from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
 from gateway.admin import agreements as svc
+from gateway.audit.log import entries as audit_entries
 from gateway.outbox.dispatcher import Dispatcher
 from gateway.outbox.messages import list_messages
 from gateway.store.database import Database
@@ -339,15 +340,25 @@ def test_a_message_whose_transaction_fails_stores_nothing_and_can_be_resent(
     gw: Gateway, database: Database, failure: Callable[[Database], AbstractContextManager[None]]
 ) -> None:
     before = _counts(database)
-    envelope = _envelope(_body("with-consent"), f"msg-{failure.__name__}")
+    message_id = f"msg-{failure.__name__}"
+    envelope = _envelope(_body("with-consent"), message_id)
     with failure(database):
         response = _post(gw, envelope)
     fault = parse_fault(response.content)
     assert response.status_code == 500 and fault is not None
     assert "nothing was stored" in fault.string
     assert _counts(database) == before
+    gw.flush_log()
+    logged = [e for e in audit_entries(database, organization="kela") if message_id in _query(e)]
+    assert [e["outcome"] for e in logged] == ["failure"]
     # Kela sends it again: processed in full.
     response = _post(gw, envelope)
     assert response.status_code == 200
     assert _response_field(response, "ReceiptStatus") == "accepted"
     assert _counts(database)[0] > before[0]
+
+
+def _query(entry: dict[str, Any]) -> str:
+    record = entry["record"]
+    detail = orjson.loads(record) if isinstance(record, str | bytes) else record
+    return str(detail.get("query") or "")
