@@ -18,6 +18,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+SQLITE_CHUNK = 64
+"""Rows per multi-row INSERT of a large SQLite batch (e.g. the access log's)."""
+
 
 class RawStatement:
     """A SQLAlchemy statement with its compiled SQL cached per dialect."""
@@ -109,11 +112,26 @@ class RawExecutor:
             return
         columns = [c.name for c in table.columns]
         if self.dialect.name != "postgresql":
-            placeholders = ", ".join("?" for _ in columns)
-            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+            names = ", ".join(columns)
+            one = "(" + ", ".join("?" for _ in columns) + ")"
             cursor = self.dbapi.cursor()
             try:
-                cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+                # Large batches go in statements of SQLITE_CHUNK rows (one step each, so
+                # the driver releases the GIL once per chunk, not once per row); the
+                # rest through executemany. Two statement texts per table stay cached.
+                full = len(rows) - len(rows) % SQLITE_CHUNK
+                if full:
+                    sql = f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join(
+                        one for _ in range(SQLITE_CHUNK)
+                    )
+                    for start in range(0, full, SQLITE_CHUNK):
+                        chunk = rows[start : start + SQLITE_CHUNK]
+                        cursor.execute(sql, [row[c] for row in chunk for c in columns])
+                if full < len(rows):
+                    cursor.executemany(
+                        f"INSERT INTO {table.name} ({names}) VALUES {one}",
+                        [tuple(row[c] for c in columns) for row in rows[full:]],
+                    )
             finally:
                 cursor.close()
             return
