@@ -51,8 +51,10 @@ class Acknowledgement:
     duplicate: bool
 
 
-def _validated(service_code: str, direction: str, element: Any) -> Any:
-    mapping = mappings("inbound" if direction == "inbound" else "outbound")[service_code]
+def _response(service_code: str, content: dict[str, Any]) -> Any:
+    """``<service_code>Response`` to an inbound message, checked against its XSD."""
+    element = build_element(inbound_namespace(service_code), f"{service_code}Response", content)
+    mapping = mappings("inbound")[service_code]
     problem = first_schema_error(message_schema(mapping.schema_file), element)
     if problem is not None:
         raise KelaMessageError(
@@ -77,9 +79,7 @@ def concern_notification_response(
             "Since": in_hand.since.isoformat(),
             "Contact": in_hand.contact.content() if in_hand.contact is not None else None,
         }
-    namespace = inbound_namespace("ConcernNotification")
-    element = build_element(namespace, "ConcernNotificationResponse", content)
-    return _validated("ConcernNotification", "inbound", element)
+    return _response("ConcernNotification", content)
 
 
 def application_forwarding_response(*, application_id: str, service_request_id: str) -> Any:
@@ -88,9 +88,7 @@ def application_forwarding_response(*, application_id: str, service_request_id: 
         "ReceiptStatus": "accepted",
         "ServiceRequestId": service_request_id,
     }
-    namespace = inbound_namespace("ApplicationForwarding")
-    element = build_element(namespace, "ApplicationForwardingResponse", content)
-    return _validated("ApplicationForwarding", "inbound", element)
+    return _response("ApplicationForwarding", content)
 
 
 def benefit_decision_response(*, decision_id: str, document_reference_id: str) -> Any:
@@ -99,9 +97,7 @@ def benefit_decision_response(*, decision_id: str, document_reference_id: str) -
         "ReceiptStatus": "accepted",
         "DocumentReferenceId": document_reference_id,
     }
-    namespace = inbound_namespace("BenefitDecision")
-    element = build_element(namespace, "BenefitDecisionResponse", content)
-    return _validated("BenefitDecision", "inbound", element)
+    return _response("BenefitDecision", content)
 
 
 def response_for(result: InboundResult, *, in_hand: InHand | None = None) -> Any:

@@ -156,11 +156,7 @@ class GroupCommit:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction shared with the writers queued beside this one."""
-        with self._count:
-            self._waiting += 1
-        self._turn.acquire()
-        with self._count:
-            self._waiting -= 1
+        self._take_turn()
         try:
             group = self._group
             if group is None:
@@ -230,15 +226,20 @@ class GroupCommit:
             loop = asyncio.get_running_loop()
             loop.call_soon(self._commit_when_idle, group, group.turns, passes + 1)
             return
+        self._take_turn()
+        if self._group is group:
+            self._commit(group)
+        else:
+            self._turn.release()
+
+    def _take_turn(self) -> None:
+        """Waits for the turn, counted among the waiting while it does (a writer ending
+        its turn passes the transaction on only to a waiting one)."""
         with self._count:
             self._waiting += 1
         self._turn.acquire()
         with self._count:
             self._waiting -= 1
-        if self._group is group:
-            self._commit(group)
-        else:
-            self._turn.release()
 
     @staticmethod
     def _undo(group: _Group, savepoint: bool) -> None:

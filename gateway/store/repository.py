@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
+    Table,
     bindparam,
     delete,
     false,
@@ -128,34 +129,24 @@ DELETE_INDEX = {
 # Fixed lookups of the gateway's own workflows (not user searches: those go through
 # gateway.search with the access policy's condition): current resources of a type by one
 # indexed token (system|code) or by one indexed reference.
-SELECT_BY_TOKEN = RawStatement(
-    select(*_CURRENT_COLUMNS)
-    .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
-    .where(
-        sp_token.c.res_type == bindparam("res_type"),
-        sp_token.c.param == bindparam("param"),
-        sp_token.c.code == bindparam("code"),
-        sp_token.c.system == bindparam("system"),
-        resource.c.deleted == false(),
+def _current_by(table: Table, *columns: str) -> RawStatement:
+    """Current resources joined to ``table`` rows of one type and parameter whose
+    ``columns`` equal the bound values of the same names, oldest first."""
+    return RawStatement(
+        select(*_CURRENT_COLUMNS)
+        .join(table, table.c.resource_pk == resource.c.pk)
+        .where(
+            *(table.c[name] == bindparam(name) for name in ("res_type", "param", *columns)),
+            resource.c.deleted == false(),
+        )
+        .order_by(resource.c.pk)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
     )
-    .order_by(resource.c.pk)
-    .limit(bindparam("limit"))
-    .offset(bindparam("offset"))
-)
-SELECT_BY_REFERENCE = RawStatement(
-    select(*_CURRENT_COLUMNS)
-    .join(sp_reference, sp_reference.c.resource_pk == resource.c.pk)
-    .where(
-        sp_reference.c.res_type == bindparam("res_type"),
-        sp_reference.c.param == bindparam("param"),
-        sp_reference.c.target_id == bindparam("target_id"),
-        sp_reference.c.target_type == bindparam("target_type"),
-        resource.c.deleted == false(),
-    )
-    .order_by(resource.c.pk)
-    .limit(bindparam("limit"))
-    .offset(bindparam("offset"))
-)
+
+
+SELECT_BY_TOKEN = _current_by(sp_token, "code", "system")
+SELECT_BY_REFERENCE = _current_by(sp_reference, "target_id", "target_type")
 
 
 def _stored(row: Sequence[Any], *, method: str = "") -> StoredResource:
