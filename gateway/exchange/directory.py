@@ -3,25 +3,39 @@ serves a municipality (the wellbeing area, or the City of Helsinki)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from sqlalchemy import Connection, select
 
 from gateway.admin.schema import organization
+from gateway.store.raw import RawExecutor, RawStatement
+
+SELECT_SERVED = RawStatement(select(organization.c.id, organization.c.municipalities))
 
 
 class RegisterDirectory:
-    """``adapters.kela.Directory`` over ``admin_organization.municipalities``."""
+    """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read on
+    the first question (one fixed statement on the message's own connection)."""
 
     def __init__(self, conn: Connection) -> None:
-        rows = conn.execute(
-            select(organization.c.id, organization.c.org_type, organization.c.municipalities)
-        )
-        self._by_municipality: dict[str, str] = {}
-        # A wellbeing area wins over another organisation that lists the same municipality.
-        for org_id, _type, municipalities in sorted(
-            rows, key=lambda row: row[1] != "wellbeing-area", reverse=True
-        ):
-            for code in municipalities or ():
-                self._by_municipality[str(code)] = str(org_id)
+        self._conn = conn
+        self._by_municipality: dict[str, str] | None = None
 
     def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
+        if self._by_municipality is None:
+            self._by_municipality = self._load()
         return self._by_municipality.get(municipality_code)
+
+    def _load(self) -> dict[str, str]:
+        # Only wellbeing areas (and the City of Helsinki) list municipalities.
+        return {
+            str(code): str(org_id)
+            for org_id, municipalities in RawExecutor.of(self._conn).fetchall(SELECT_SERVED, {})
+            for code in _json(municipalities) or ()
+        }
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver returns it: text on SQLite, decoded on PostgreSQL."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

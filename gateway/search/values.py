@@ -45,8 +45,11 @@ def from_micros(micros: int) -> datetime:
 
 def format_instant(micros: int) -> str:
     """FHIR instant text (UTC, millisecond precision kept to microseconds)."""
-    moment = from_micros(micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}"[:3] + "Z"
+    m = from_micros(micros)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
