@@ -16,10 +16,12 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from gateway.store.group_commit import WRITE_FLAG, GroupCommit
+from gateway.store.group_commit import WRITE_FLAG, BackgroundCommits, GroupCommit
 from gateway.store.raw import RawExecutor
 
 SQLITE_POOL_SIZE = 8
+COMMIT_THREADS = 8
+"""Threads that wait for PostgreSQL commits of requests served on the event loop."""
 SQLITE_GROUP_COMMIT = 32
 """Most writers that share one SQLite transaction (see gateway.store.group_commit)."""
 SQLITE_PRAGMAS = (
@@ -62,9 +64,12 @@ class Database:
         # transaction (group commit) instead of polling the database lock with
         # busy_timeout back-off.
         self._sqlite_writers: GroupCommit | None = None
+        self._background_commits: BackgroundCommits | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
+        else:
+            self._background_commits = BackgroundCommits(self.engine, threads=COMMIT_THREADS)
 
     @property
     def is_sqlite(self) -> bool:
@@ -78,14 +83,14 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any exception.
 
-        On SQLite the transaction may be shared with other writers of this process
-        (:mod:`gateway.store.group_commit`); each one's work is still all or nothing.
+        On SQLite the transaction may be shared with other writers of this process, and
+        on PostgreSQL committed on a worker thread, when the writer runs on the event
+        loop inside ``deferred_commits`` (:mod:`gateway.store.group_commit`); each
+        writer's work is still all or nothing.
         """
-        if self._sqlite_writers is not None:
-            with self._sqlite_writers.write() as conn:
-                yield conn
-            return
-        with self.engine.connect() as conn, conn.begin():
+        writers = self._sqlite_writers or self._background_commits
+        assert writers is not None
+        with writers.write() as conn:
             yield conn
 
     @contextmanager
@@ -118,6 +123,8 @@ class Database:
             raw.close()
 
     def dispose(self) -> None:
+        if self._background_commits is not None:
+            self._background_commits.shutdown()
         for reader in self._reader_connections:
             reader.close()
         self._reader_connections.clear()

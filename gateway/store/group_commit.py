@@ -23,14 +23,22 @@ loop therefore does not wait for the commit: it leaves the transaction open for 
 requests the loop runs next and awaits :meth:`CommitWaiter.wait` before it answers.
 The loop commits the group once a full pass over its ready requests added no writer
 (or the group is full), so one commit serves every write request of that burst.
+
+PostgreSQL runs many write transactions at once, each holding its row and advisory locks
+until it commits, so its writers are not grouped. There a commit's cost is the wait for
+the WAL flush; inside :func:`deferred_commits` on the event loop,
+:class:`BackgroundCommits` runs each transaction's ``COMMIT`` on a worker thread (the
+driver waits without the interpreter lock) while the loop serves the next requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -45,7 +53,8 @@ begins it with ``BEGIN IMMEDIATE``)."""
 
 
 class GroupCommitFailed(RuntimeError):
-    """The shared transaction could not be committed; none of its writes were stored."""
+    """A transaction committed after its writer returned (a shared SQLite one, or a
+    PostgreSQL one committed in the background) failed; none of its writes were stored."""
 
 
 class CommitWaiter:
@@ -53,6 +62,15 @@ class CommitWaiter:
 
     def __init__(self) -> None:
         self.pending: list[asyncio.Future[None]] = []
+        # Commits of this request running on BackgroundCommits' threads.
+        self.background: list[Future[None]] = []
+
+    def settle_background(self) -> None:
+        """Blocks until this request's background commits are done, so that its next
+        transaction sees its earlier writes (a failure is reported by ``wait()``)."""
+        for done in self.background:
+            with contextlib.suppress(GroupCommitFailed):
+                done.result()
 
     async def wait(self) -> None:
         """Returns when every write of the request is committed; raises
@@ -199,11 +217,8 @@ class GroupCommit:
         """In :func:`deferred_commits` on an event loop: leaves the group open, makes
         sure the loop commits it, and frees the turn. False elsewhere."""
         waiter = _DEFERRING.get()
-        if waiter is None:
-            return False
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a worker thread: wait for the commit as usual
+        loop = _running_loop() if waiter is not None else None
+        if waiter is None or loop is None:  # on a worker thread: wait for the commit
             return False
         future: asyncio.Future[None] = loop.create_future()
         group.futures.append((loop, future))
@@ -310,3 +325,59 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(_failed(error))
+
+
+class BackgroundCommits:
+    """PostgreSQL write transactions whose ``COMMIT`` runs on a worker thread when they
+    were made inline on the event loop inside :func:`deferred_commits`; elsewhere a
+    plain transaction, committed before ``write()`` returns."""
+
+    def __init__(self, engine: Engine, *, threads: int) -> None:
+        self._engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="silta-commit")
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: rolled back on any exception, committed (or handed to a
+        commit thread) on success."""
+        waiter = _DEFERRING.get()
+        loop = _running_loop() if waiter is not None else None
+        if waiter is None or loop is None:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        waiter.settle_background()
+        conn = self._engine.connect()
+        try:
+            transaction = conn.begin()
+            yield conn
+        except BaseException:
+            conn.close()  # rolls the transaction back
+            raise
+        done = self._executor.submit(_commit_and_close, conn, transaction)
+        waiter.background.append(done)
+        waiter.pending.append(asyncio.wrap_future(done, loop=loop))
+
+    def shutdown(self) -> None:
+        """Waits for the commits under way; no new ones are taken."""
+        self._executor.shutdown(wait=True)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a worker thread
+        return None
+
+
+def _commit_and_close(conn: Connection, transaction: RootTransaction) -> None:
+    """Commits on a worker thread; a failed commit discards the connection (its state
+    is unknown) and raises GroupCommitFailed."""
+    try:
+        transaction.commit()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        raise _failed(exc) from exc
+    finally:
+        conn.close()

@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import pytest
 from sqlalchemy import Connection, create_engine, event, text
 
 from gateway.store.database import apply_sqlite_pragmas
-from gateway.store.group_commit import GroupCommit, GroupCommitFailed, deferred_commits
+from gateway.store.group_commit import (
+    BackgroundCommits,
+    GroupCommit,
+    GroupCommitFailed,
+    deferred_commits,
+)
+from tests.conftest import POSTGRES_URL
 
 
 @pytest.fixture
@@ -327,3 +334,124 @@ def test_writers_that_keep_failing_cannot_keep_a_group_open(
         thread.join(30)
     assert stored(engine_url) == {0}
     assert all(tries < 100 for tries in attempts.values()), attempts
+
+
+# -- PostgreSQL: commits of inline requests on worker threads ----------------------
+
+
+@pytest.fixture
+def background(postgres_database_url: str) -> Iterator[tuple[BackgroundCommits, str]]:
+    """BackgroundCommits over a table ``bg(n)`` whose key is checked at commit."""
+    engine = create_engine(postgres_database_url)
+    table = f"bg_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"CREATE TABLE {table} (n INTEGER PRIMARY KEY DEFERRABLE INITIALLY DEFERRED)")
+        )
+    commits = BackgroundCommits(engine, threads=2)
+    try:
+        yield commits, table
+    finally:
+        commits.shutdown()
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {table}"))
+        engine.dispose()
+
+
+def pg_stored(commits: BackgroundCommits, table: str) -> set[int]:
+    with commits._engine.connect() as conn:
+        return {row[0] for row in conn.execute(text(f"SELECT n FROM {table}"))}
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SILTA_TEST_DATABASE_URL is not set")
+def test_an_inline_postgresql_write_is_committed_on_a_worker_before_it_answers(
+    background: tuple[BackgroundCommits, str],
+) -> None:
+    commits, table = background
+    release = threading.Event()
+
+    @event.listens_for(commits._engine, "commit")
+    def _hold(conn: Connection) -> None:
+        assert threading.current_thread() is not threading.main_thread()
+        assert release.wait(10)
+
+    async def main() -> bool:
+        with deferred_commits() as waiter, commits.write() as conn:
+            conn.execute(text(f"INSERT INTO {table} (n) VALUES (1)"))
+        assert pg_stored(commits, table) == set()  # the commit waits on its thread
+        release.set()
+        await waiter.wait()
+        return pg_stored(commits, table) == {1}
+
+    try:
+        assert asyncio.run(main())
+    finally:
+        event.remove(commits._engine, "commit", _hold)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SILTA_TEST_DATABASE_URL is not set")
+def test_a_failed_background_commit_fails_the_request_and_stores_nothing(
+    background: tuple[BackgroundCommits, str],
+) -> None:
+    commits, table = background
+
+    async def main() -> BaseException | None:
+        with deferred_commits() as waiter, commits.write() as conn:
+            # The duplicate key is found only by the COMMIT (a deferred constraint).
+            conn.execute(text(f"INSERT INTO {table} (n) VALUES (1), (1)"))
+        try:
+            await waiter.wait()
+        except GroupCommitFailed as exc:
+            return exc
+        return None
+
+    assert isinstance(asyncio.run(main()), GroupCommitFailed)
+    assert pg_stored(commits, table) == set()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SILTA_TEST_DATABASE_URL is not set")
+def test_the_next_write_of_a_request_sees_its_earlier_writes(
+    background: tuple[BackgroundCommits, str],
+) -> None:
+    commits, table = background
+
+    async def main() -> int:
+        with deferred_commits() as waiter:
+            with commits.write() as conn:
+                conn.execute(text(f"INSERT INTO {table} (n) VALUES (1)"))
+            with commits.write() as conn:
+                seen = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                conn.execute(text(f"INSERT INTO {table} (n) VALUES (2)"))
+        await waiter.wait()
+        return int(seen)
+
+    assert asyncio.run(main()) == 1
+    assert pg_stored(commits, table) == {1, 2}
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SILTA_TEST_DATABASE_URL is not set")
+def test_a_failing_inline_postgresql_write_is_rolled_back_and_not_awaited(
+    background: tuple[BackgroundCommits, str],
+) -> None:
+    commits, table = background
+
+    async def main() -> int:
+        with deferred_commits() as waiter, pytest.raises(ValueError), commits.write() as conn:
+            conn.execute(text(f"INSERT INTO {table} (n) VALUES (1)"))
+            raise ValueError("the request fails")
+        await waiter.wait()
+        return len(waiter.pending)
+
+    assert asyncio.run(main()) == 0
+    assert pg_stored(commits, table) == set()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="SILTA_TEST_DATABASE_URL is not set")
+def test_a_postgresql_write_off_the_loop_is_committed_before_it_returns(
+    background: tuple[BackgroundCommits, str],
+) -> None:
+    commits, table = background
+    with deferred_commits() as waiter, commits.write() as conn:
+        conn.execute(text(f"INSERT INTO {table} (n) VALUES (1)"))
+    assert waiter.pending == []
+    assert pg_stored(commits, table) == {1}
