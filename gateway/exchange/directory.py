@@ -15,25 +15,19 @@ SELECT_SERVED = RawStatement(select(organization.c.id, organization.c.municipali
 
 
 class RegisterDirectory:
-    """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read on
-    the first question (one fixed statement on the message's own connection)."""
+    """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read
+    with one fixed statement on the caller's connection."""
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._by_municipality: dict[str, str] | None = None
-
-    def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
-        if self._by_municipality is None:
-            self._by_municipality = self._load()
-        return self._by_municipality.get(municipality_code)
-
-    def _load(self) -> dict[str, str]:
         # Only wellbeing areas (and the City of Helsinki) list municipalities.
-        return {
+        self._by_municipality = {
             str(code): str(org_id)
-            for org_id, municipalities in RawExecutor.of(self._conn).fetchall(SELECT_SERVED, {})
+            for org_id, municipalities in RawExecutor.of(conn).fetchall(SELECT_SERVED, {})
             for code in _json(municipalities) or ()
         }
+
+    def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
+        return self._by_municipality.get(municipality_code)
 
 
 def _json(value: Any) -> Any:
