@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from gateway.store import pg_write
 from gateway.store.raw import RawExecutor, RawStatement
 from gateway.store.schema import DERIVED_TABLES, resource, resource_version, sp_reference, sp_token
 
@@ -222,6 +223,20 @@ def insert_new(
     client: str | None = None,
 ) -> int:
     """Stores version 1 of a new resource; returns its primary key."""
+    if db.dialect.name == "postgresql":
+        keys, values = pg_write.index_arguments(index_rows)
+        values.update(
+            res_type=res_type,
+            res_id=res_id,
+            last_updated=now,
+            body=body,
+            custodian=custodian,
+            client=client,
+            method=method,
+        )
+        pk = pg_write.write(db, pg_write.insert_statement(keys), values)
+        assert pk is not None
+        return pk
     row = db.fetchone(
         INSERT_RESOURCE,
         {
@@ -258,6 +273,21 @@ def replace_current(
     ``body`` None records a deletion (R4 http.html §3.1.0.7.1: history keeps it). The
     custodian never changes; the client is that of the new version.
     """
+    if db.dialect.name == "postgresql":
+        keys, values = pg_write.index_arguments(index_rows)
+        values.update(
+            pk=current.pk,
+            expected_version=current.version,
+            version=version,
+            last_updated=now,
+            deleted=body is None,
+            body=body,
+            client=client,
+            method=method,
+        )
+        if pg_write.write(db, pg_write.replace_statement(keys), values) is None:
+            raise StaleVersion(f"{current.res_type}/{current.res_id}")
+        return
     changed = db.execute(
         UPDATE_CURRENT,
         {

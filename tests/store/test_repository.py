@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import select
+
 from gateway.config import Settings
 from gateway.services import resources
 from gateway.services.context import RequestContext
 from gateway.store import repository
 from gateway.store.database import Database
+from gateway.store.raw import RawExecutor
+from gateway.store.schema import DERIVED_TABLES, resource_version
 from tests.fixtures import load_fixture
 
 HETU_SYSTEM = "urn:oid:1.2.246.21"
@@ -50,3 +55,210 @@ def test_find_by_token_and_by_reference_skip_deleted_and_keep_order(database: Da
     assert [t.res_id for t in tasks] == [task_ids[0], task_ids[2]]
     assert [t.res_id for t in first] == [task_ids[0]]
     assert all(t.body is not None and not t.deleted for t in tasks)
+
+
+# -- writes: the resource row, its versions and its index rows ----------------------
+
+_ROWS: dict[str, list[dict[str, object]]] = {
+    "token": [
+        {
+            "param": "identifier",
+            "system": "urn:oid:1.2.246.21",
+            "code": "010280-952L",
+            "text": None,
+        },
+        {"param": "active", "system": None, "code": "true", "text": None},
+    ],
+    "string": [{"param": "family", "value_norm": "aijala", "value_exact": "Äijälä"}],
+    "reference": [
+        {
+            "param": "organization",
+            "target_type": "Organization",
+            "target_id": "pirha",
+            "target_url": None,
+        },
+    ],
+    "date": [{"param": "birthdate", "low": -946_771_200_000_000, "high": -946_684_800_000_000}],
+    "number": [
+        {"param": "value", "value": 2, "low": 1.5, "high": 2.5, "system": None, "code": None},
+    ],
+    "uri": [{"param": "url", "value": "https://example.org/x?a='); DROP TABLE resource; --"}],
+    "consent_grant": [
+        {
+            "param": "grant",
+            "patient_id": "p1",
+            "actor": "pirha",
+            "purpose": "*",
+            "data_class": "*",
+            "effect": "permit",
+            "period_low": None,
+            "period_high": 10,
+        },
+    ],
+}
+
+
+def _index_of(database: Database, pk: int) -> dict[str, list[dict[str, object]]]:
+    found: dict[str, list[dict[str, object]]] = {}
+    with database.read() as conn:
+        for key, table in DERIVED_TABLES.items():
+            rows = conn.execute(select(table).where(table.c.resource_pk == pk)).mappings()
+            found[key] = sorted(
+                (
+                    {k: v for k, v in row.items() if k not in ("resource_pk", "res_type")}
+                    for row in rows
+                ),
+                key=repr,
+            )
+    return found
+
+
+def _expected(rows: dict[str, list[dict[str, object]]]) -> dict[str, list[dict[str, object]]]:
+    # A number column holds floats on both backends.
+    def normal(key: str, row: dict[str, object]) -> dict[str, object]:
+        if key == "number":
+            return {k: float(v) if isinstance(v, int) else v for k, v in row.items()}
+        return row
+
+    return {
+        key: sorted((normal(key, row) for row in rows.get(key, [])), key=repr)
+        for key in DERIVED_TABLES
+    }
+
+
+def _versions(database: Database, pk: int) -> list[tuple[int, str, bool, bytes | None]]:
+    v = resource_version.c
+    with database.read() as conn:
+        rows = conn.execute(
+            select(v.version, v.method, v.deleted, v.body)
+            .where(v.resource_pk == pk)
+            .order_by(v.version)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def test_a_new_resource_is_stored_with_its_version_and_every_kind_of_index_row(
+    database: Database,
+) -> None:
+    with database.write() as conn:
+        pk = repository.insert_new(
+            RawExecutor.of(conn),
+            res_type="Patient",
+            res_id="p1",
+            body=b'{"a":1}',
+            now=5,
+            index_rows=_ROWS,
+            method="PUT",
+            custodian="pirha",
+            client="c1",
+        )
+    with database.read() as conn:
+        current = repository.get_current(RawExecutor.of(conn), "Patient", "p1")
+    assert current is not None
+    assert (current.pk, current.version, current.last_updated, current.body) == (
+        pk,
+        1,
+        5,
+        b'{"a":1}',
+    )
+    assert (current.custodian, current.client, current.deleted) == ("pirha", "c1", False)
+    assert _versions(database, pk) == [(1, "PUT", False, b'{"a":1}')]
+    assert _index_of(database, pk) == _expected(_ROWS)
+
+
+def test_a_new_version_replaces_every_index_row_and_keeps_the_old_version(
+    database: Database,
+) -> None:
+    with database.write() as conn:
+        pk = repository.insert_new(
+            RawExecutor.of(conn),
+            res_type="Patient",
+            res_id="p1",
+            body=b"{}",
+            now=5,
+            index_rows=_ROWS,
+        )
+    new_rows: dict[str, list[dict[str, object]]] = {
+        "token": [{"param": "active", "system": None, "code": "false", "text": None}]
+    }
+    with database.write() as conn:
+        db = RawExecutor.of(conn)
+        current = repository.get_current(db, "Patient", "p1")
+        assert current is not None
+        repository.replace_current(
+            db,
+            current=current,
+            version=2,
+            body=b'{"b":2}',
+            now=6,
+            method="PUT",
+            index_rows=new_rows,
+            client="c2",
+        )
+    assert _index_of(database, pk) == _expected(new_rows)
+    assert _versions(database, pk) == [(1, "POST", False, b"{}"), (2, "PUT", False, b'{"b":2}')]
+    with database.write() as conn:
+        db = RawExecutor.of(conn)
+        current = repository.get_current(db, "Patient", "p1")
+        assert current is not None
+        repository.replace_current(
+            db, current=current, version=3, body=None, now=7, method="DELETE", index_rows={}
+        )
+    assert _index_of(database, pk) == _expected({})
+    assert _versions(database, pk)[-1] == (3, "DELETE", True, None)
+
+
+def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
+    database: Database,
+) -> None:
+    with database.write() as conn:
+        pk = repository.insert_new(
+            RawExecutor.of(conn),
+            res_type="Patient",
+            res_id="p1",
+            body=b"{}",
+            now=5,
+            index_rows=_ROWS,
+        )
+    with database.read() as conn:
+        stale = repository.get_current(RawExecutor.of(conn), "Patient", "p1")
+    assert stale is not None
+    with database.write() as conn:
+        repository.replace_current(
+            RawExecutor.of(conn),
+            current=stale,
+            version=2,
+            body=b"{}",
+            now=6,
+            method="PUT",
+            index_rows={},
+        )
+    with pytest.raises(repository.StaleVersion), database.write() as conn:
+        repository.replace_current(
+            RawExecutor.of(conn),
+            current=stale,
+            version=2,
+            body=b'{"lost":1}',
+            now=7,
+            method="PUT",
+            index_rows={"token": _ROWS["token"]},
+        )
+    assert [v[0] for v in _versions(database, pk)] == [1, 2]
+    assert _index_of(database, pk) == _expected({})
+
+
+def test_an_index_value_too_long_for_its_column_is_refused_not_cut(database: Database) -> None:
+    too_long = {"reference": [{**_ROWS["reference"][0], "target_id": "x" * 65}]}
+    if database.is_sqlite:
+        pytest.skip("SQLite does not enforce column lengths")
+    with pytest.raises(Exception, match="too long"), database.write() as conn:
+        repository.insert_new(
+            RawExecutor.of(conn),
+            res_type="Patient",
+            res_id="p1",
+            body=b"{}",
+            now=5,
+            index_rows=too_long,
+        )
+    with database.read() as conn:
+        assert repository.get_current(RawExecutor.of(conn), "Patient", "p1") is None

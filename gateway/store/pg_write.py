@@ -1,0 +1,127 @@
+"""PostgreSQL: a resource write in one statement.
+
+Every statement is a round trip that the event loop waits for. Written statement by
+statement, a new resource with its version and index rows took four to seven of them
+and an update ten or more (one ``DELETE`` per index table). Here each is one statement
+of data-modifying ``WITH`` queries (PostgreSQL 15 manual §7.8.4): its parts run on one
+snapshot, so the ``DELETE`` of a resource's old index rows cannot see the new rows
+inserted beside it, and nothing of it is done if the row it starts from is not there.
+
+Index rows are bound as one array per column and expanded by ``unnest`` (§9.19), so the
+statement text depends only on which index tables receive rows, and is built once for
+each such set. Only identifiers of the schema go into the text; every value is bound.
+The arrays have the unbounded base type of each column, so the ``INSERT`` still checks
+every value against its column (length limits included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Float, Integer, Table
+
+from gateway.store.raw import RawExecutor
+from gateway.store.schema import DERIVED_TABLES
+
+_RESOURCE_COLUMNS = "pk, res_type, res_id, version, last_updated, deleted, body"
+_VERSION_COLUMNS = "resource_pk, version, res_type, res_id, last_updated, method, deleted, body"
+_INSERT_RESOURCE = (
+    "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, body, custodian, "
+    "client) VALUES (%(res_type)s, %(res_id)s, 1, %(last_updated)s, false, %(body)s, "
+    f"%(custodian)s, %(client)s) RETURNING {_RESOURCE_COLUMNS}"
+)
+_UPDATE_RESOURCE = (
+    "UPDATE resource SET version = %(version)s, last_updated = %(last_updated)s, "
+    "deleted = %(deleted)s, body = %(body)s, client = %(client)s "
+    f"WHERE pk = %(pk)s AND version = %(expected_version)s RETURNING {_RESOURCE_COLUMNS}"
+)
+
+
+def _array_type(table: Table, name: str) -> str:
+    column_type = table.c[name].type
+    if isinstance(column_type, BigInteger | Integer):
+        return "BIGINT[]"
+    if isinstance(column_type, Float):
+        return "FLOAT8[]"
+    if isinstance(column_type, Boolean):
+        return "BOOLEAN[]"
+    return "TEXT[]"
+
+
+def _value_columns(table: Table) -> list[str]:
+    """The columns of an index row besides ``resource_pk`` and ``res_type``."""
+    return [c.name for c in table.columns if c.name not in ("resource_pk", "res_type")]
+
+
+def _insert_index(key: str) -> str:
+    table = DERIVED_TABLES[key]
+    columns = _value_columns(table)
+    arrays = ", ".join(f"CAST(%({key}__{c})s AS {_array_type(table, c)})" for c in columns)
+    return (
+        f"ix_{key} AS (INSERT INTO {table.name} (resource_pk, res_type, {', '.join(columns)}) "
+        f"SELECT r.pk, r.res_type, u.* FROM r, unnest({arrays}) AS u)"
+    )
+
+
+@cache
+def insert_statement(keys: tuple[str, ...]) -> str:
+    """The statement that stores version 1 of a resource with index rows in ``keys``."""
+    parts = [
+        f"r AS ({_INSERT_RESOURCE})",
+        f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, "
+        "res_type, res_id, last_updated, %(method)s, deleted, body FROM r)",
+        *(_insert_index(key) for key in keys),
+    ]
+    return "WITH " + ", ".join(parts) + " SELECT pk FROM r"
+
+
+@cache
+def replace_statement(keys: tuple[str, ...]) -> str:
+    """The statement that writes a new version over the current one (if it still has
+    the expected version), replacing all its index rows by those in ``keys``."""
+    parts = [
+        f"r AS ({_UPDATE_RESOURCE})",
+        f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, "
+        "res_type, res_id, last_updated, %(method)s, deleted, body FROM r)",
+        *(
+            f"del_{key} AS (DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM r))"
+            for key, table in DERIVED_TABLES.items()
+        ),
+        *(_insert_index(key) for key in keys),
+    ]
+    return "WITH " + ", ".join(parts) + " SELECT pk FROM r"
+
+
+def index_arguments(
+    index_rows: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The tables that get rows, and one array of values per column of each."""
+    keys = tuple(key for key in DERIVED_TABLES if index_rows.get(key))
+    arguments: dict[str, Any] = {}
+    for key in keys:
+        table = DERIVED_TABLES[key]
+        rows = index_rows[key]
+        for name in _value_columns(table):
+            values = [row[name] for row in rows]
+            if isinstance(table.c[name].type, Float):
+                values = [None if v is None else float(v) for v in values]
+            arguments[f"{key}__{name}"] = values
+    return keys, arguments
+
+
+def write(
+    db: RawExecutor,
+    statement: str,
+    values: dict[str, Any],
+) -> int | None:
+    """Runs one of this module's statements; the pk of the written resource, or None
+    when the resource row it starts from did not match."""
+    cursor = db.dbapi.cursor()
+    try:
+        cursor.execute(statement, values)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else int(row[0])
