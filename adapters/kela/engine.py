@@ -36,7 +36,7 @@ import re
 import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -63,7 +63,16 @@ class Scope:
     sender: str | None = None
 
     def at(self, node: Any) -> Scope:
-        return replace(self, node=node)
+        """The same scope, evaluated against ``node``."""
+        return Scope(
+            self.message,
+            node,
+            self.variables,
+            self.resources,
+            self.full_urls,
+            self.directory,
+            self.sender,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +101,12 @@ class CompileContext:
         return MappingError(f"{self.file} at {where}: {problem}")
 
 
+_EMPTY_WHEN_FALSY = frozenset({str, list, dict})
+
+
 def is_absent(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and not value)
+    """None, or an empty string, list or object: left out of the output."""
+    return value is None or (not value and type(value) in _EMPTY_WHEN_FALSY)
 
 
 # ---------------------------------------------------------------------------
@@ -127,9 +140,12 @@ class LiteralNode(Node):
 class ObjectNode(Node):
     items: list[tuple[str, Node]]
     computes: bool = field(init=False, default=False)
+    # (key, node, whether the node computes), so rendering asks no property per item.
+    _rendered: list[tuple[str, Node, bool]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.computes = any(node.dynamic for _, node in self.items)
+        self._rendered = [(key, node, node.dynamic) for key, node in self.items]
+        self.computes = any(dynamic for _, _, dynamic in self._rendered)
 
     @property
     def dynamic(self) -> bool:
@@ -138,12 +154,12 @@ class ObjectNode(Node):
     def render(self, scope: Scope) -> Any:
         out: dict[str, Any] = {}
         produced = False
-        for key, node in self.items:
+        for key, node, dynamic in self._rendered:
             value = node.render(scope)
-            if is_absent(value):
+            if value is None or (not value and type(value) in _EMPTY_WHEN_FALSY):
                 continue
             out[key] = value
-            produced = produced or node.dynamic
+            produced = produced or dynamic
         if self.computes and not produced:
             return None
         return out or None
