@@ -25,6 +25,8 @@ from gateway.api.http import (
     fhir_response,
     read_body,
     read_resource_body,
+    request_path,
+    request_query,
     version_headers,
 )
 from gateway.audit.log import audited
@@ -114,13 +116,13 @@ async def call(
     thread pool when ``SILTA_SERVICE_THREADS`` is set. Inline writes share their commit
     with the write requests the loop runs next (``deferred_commits``); the answer waits
     for it. What it touched goes to the access and disclosure log, whatever its outcome."""
-    query = request.url.query
+    query = request_query(request)
     with audited(
         request.app.state.audit,
         ctx.requester,
         ctx.policy.touched,
         action=ACTIONS.get(function.__name__, function.__name__),
-        query=f"{request.method} {request.url.path}" + (f"?{query}" if query else ""),
+        query=f"{request.method} {request_path(request)}" + (f"?{query}" if query else ""),
     ):
         if ctx.settings.service_threads:
             return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
@@ -262,7 +264,7 @@ async def conditional_update(request: Request) -> Response:
     resource_type = request.path_params["resource_type"]
     ctx = context(request)
     resource_service.ensure_type(resource_type)
-    criteria = request.url.query
+    criteria = request_query(request)
     if not criteria:
         raise BadRequest("An update on the type needs search criteria (conditional update)")
     resource = await read_resource_body(request, ctx.settings.max_body_bytes)
@@ -287,7 +289,7 @@ async def conditional_delete(request: Request) -> Response:
         request=request,
         ctx=ctx,
         resource_type=resource_type,
-        criteria=request.url.query,
+        criteria=request_query(request),
     )
     return Response(status_code=204)
 

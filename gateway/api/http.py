@@ -42,6 +42,21 @@ class Prefer:
         return cls(return_, strict)
 
 
+def request_query(request: Request) -> str:
+    """The query string of the request, as ``request.url.query`` gives it (UTF-8; a
+    byte that is not is replaced, not a server error), read from the ASGI scope
+    without building the full URL."""
+    query: bytes = request.scope.get("query_string", b"")
+    return query.decode("utf-8", "replace")
+
+
+def request_path(request: Request) -> str:
+    """The request path, as ``request.url.path`` gives it (``?``, ``#`` and ``\\``
+    escaped), read from the ASGI scope."""
+    path: str = request.scope["path"]
+    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
 def http_date(micros: int) -> str:
     """An IMF-fixdate (RFC 9110 §5.6.7) for Last-Modified."""
     return formatdate(micros / 1_000_000, usegmt=True)
