@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 
@@ -137,30 +139,56 @@ def _versions(database: Database, pk: int) -> list[tuple[int, str, bool, bytes |
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def test_a_new_resource_is_stored_with_its_version_and_every_kind_of_index_row(
-    database: Database,
-) -> None:
+def _store(database: Database, *, body: bytes = b"{}", **extra: Any) -> int:
+    """Stores Patient/p1 with every kind of index row; returns its pk."""
     with database.write() as conn:
-        pk = repository.insert_new(
+        return repository.insert_new(
             RawExecutor.of(conn),
             res_type="Patient",
             res_id="p1",
-            body=b'{"a":1}',
+            body=body,
             now=5,
-            index_rows=_ROWS,
-            method="PUT",
-            custodian="pirha",
-            client="c1",
+            index_rows=extra.pop("index_rows", _ROWS),
+            **extra,
         )
+
+
+def _replace(
+    database: Database,
+    *,
+    version: int,
+    body: bytes | None,
+    index_rows: dict[str, list[dict[str, object]]],
+    method: str = "PUT",
+    current: repository.StoredResource | None = None,
+    client: str | None = None,
+) -> None:
+    """Writes version ``version`` of Patient/p1 over ``current`` (the stored one if None)."""
+    with database.write() as conn:
+        db = RawExecutor.of(conn)
+        over = current or repository.get_current(db, "Patient", "p1")
+        assert over is not None
+        repository.replace_current(
+            db,
+            current=over,
+            version=version,
+            body=body,
+            now=5 + version,
+            method=method,
+            index_rows=index_rows,
+            client=client,
+        )
+
+
+def test_a_new_resource_is_stored_with_its_version_and_every_kind_of_index_row(
+    database: Database,
+) -> None:
+    pk = _store(database, body=b'{"a":1}', method="PUT", custodian="pirha", client="c1")
     with database.read() as conn:
         current = repository.get_current(RawExecutor.of(conn), "Patient", "p1")
     assert current is not None
-    assert (current.pk, current.version, current.last_updated, current.body) == (
-        pk,
-        1,
-        5,
-        b'{"a":1}',
-    )
+    assert (current.pk, current.version, current.last_updated) == (pk, 1, 5)
+    assert current.body == b'{"a":1}'
     assert (current.custodian, current.client, current.deleted) == ("pirha", "c1", False)
     assert _versions(database, pk) == [(1, "PUT", False, b'{"a":1}')]
     assert _index_of(database, pk) == _expected(_ROWS)
@@ -169,41 +197,14 @@ def test_a_new_resource_is_stored_with_its_version_and_every_kind_of_index_row(
 def test_a_new_version_replaces_every_index_row_and_keeps_the_old_version(
     database: Database,
 ) -> None:
-    with database.write() as conn:
-        pk = repository.insert_new(
-            RawExecutor.of(conn),
-            res_type="Patient",
-            res_id="p1",
-            body=b"{}",
-            now=5,
-            index_rows=_ROWS,
-        )
+    pk = _store(database)
     new_rows: dict[str, list[dict[str, object]]] = {
         "token": [{"param": "active", "system": None, "code": "false", "text": None}]
     }
-    with database.write() as conn:
-        db = RawExecutor.of(conn)
-        current = repository.get_current(db, "Patient", "p1")
-        assert current is not None
-        repository.replace_current(
-            db,
-            current=current,
-            version=2,
-            body=b'{"b":2}',
-            now=6,
-            method="PUT",
-            index_rows=new_rows,
-            client="c2",
-        )
+    _replace(database, version=2, body=b'{"b":2}', index_rows=new_rows, client="c2")
     assert _index_of(database, pk) == _expected(new_rows)
     assert _versions(database, pk) == [(1, "POST", False, b"{}"), (2, "PUT", False, b'{"b":2}')]
-    with database.write() as conn:
-        db = RawExecutor.of(conn)
-        current = repository.get_current(db, "Patient", "p1")
-        assert current is not None
-        repository.replace_current(
-            db, current=current, version=3, body=None, now=7, method="DELETE", index_rows={}
-        )
+    _replace(database, version=3, body=None, index_rows={}, method="DELETE")
     assert _index_of(database, pk) == _expected({})
     assert _versions(database, pk)[-1] == (3, "DELETE", True, None)
 
@@ -211,54 +212,27 @@ def test_a_new_version_replaces_every_index_row_and_keeps_the_old_version(
 def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
     database: Database,
 ) -> None:
-    with database.write() as conn:
-        pk = repository.insert_new(
-            RawExecutor.of(conn),
-            res_type="Patient",
-            res_id="p1",
-            body=b"{}",
-            now=5,
-            index_rows=_ROWS,
-        )
+    pk = _store(database)
     with database.read() as conn:
         stale = repository.get_current(RawExecutor.of(conn), "Patient", "p1")
-    assert stale is not None
-    with database.write() as conn:
-        repository.replace_current(
-            RawExecutor.of(conn),
-            current=stale,
-            version=2,
-            body=b"{}",
-            now=6,
-            method="PUT",
-            index_rows={},
-        )
-    with pytest.raises(repository.StaleVersion), database.write() as conn:
-        repository.replace_current(
-            RawExecutor.of(conn),
-            current=stale,
+    _replace(database, version=2, body=b"{}", index_rows={})
+    with pytest.raises(repository.StaleVersion):
+        _replace(
+            database,
             version=2,
             body=b'{"lost":1}',
-            now=7,
-            method="PUT",
             index_rows={"token": _ROWS["token"]},
+            current=stale,
         )
     assert [v[0] for v in _versions(database, pk)] == [1, 2]
     assert _index_of(database, pk) == _expected({})
 
 
 def test_an_index_value_too_long_for_its_column_is_refused_not_cut(database: Database) -> None:
-    too_long = {"reference": [{**_ROWS["reference"][0], "target_id": "x" * 65}]}
     if database.is_sqlite:
         pytest.skip("SQLite does not enforce column lengths")
-    with pytest.raises(Exception, match="too long"), database.write() as conn:
-        repository.insert_new(
-            RawExecutor.of(conn),
-            res_type="Patient",
-            res_id="p1",
-            body=b"{}",
-            now=5,
-            index_rows=too_long,
-        )
+    too_long = {"reference": [{**_ROWS["reference"][0], "target_id": "x" * 65}]}
+    with pytest.raises(Exception, match="too long"):
+        _store(database, index_rows=too_long)
     with database.read() as conn:
         assert repository.get_current(RawExecutor.of(conn), "Patient", "p1") is None
