@@ -18,8 +18,6 @@ and carries a ``ReceiptStatus``. Prints a table and writes it to
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -44,6 +42,7 @@ from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
 from adapters.xroad.outbound import GATEWAY_CLIENT_VARIABLE
 from adapters.xroad.schema import inbound as xroad_inbound
+from bench.calibrate import MachineSpeed, machine_speed
 from bench.client import Connection, Request, Stats, measure, new_event_loop
 from bench.data import HetuSequence
 from bench.run import (
@@ -54,8 +53,8 @@ from bench.run import (
     _analyze_postgresql,
     _free_port,
     _fresh_database,
-    _git_commit,
     add_postgresql_options,
+    environment_lines,
 )
 from bench.run import _silta_command as silta_command
 from gateway.admin import organizations as orgs
@@ -482,13 +481,12 @@ def _split_rows(reports: list[BackendReport]) -> list[list[str]]:
     return [row for rep in reports if rep.split is not None for row in rep.split.rows()]
 
 
-def summary(reports: list[BackendReport], args: argparse.Namespace) -> str:
+def summary(reports: list[BackendReport], args: argparse.Namespace, speed: MachineSpeed) -> str:
     """The Markdown report of the whole run."""
     lines = [
         f"# Silta exchange benchmark {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"- commit {_git_commit()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.platform()}",
+        *environment_lines(speed),
         "- server: `silta serve --workers 1` with SILTA_AUTH=on, SILTA_OUTBOX_DISPATCHER=0; "
         "client: asyncio keep-alive connections in one process (bench/client.py); "
         f"{args.duration:g} s per measurement after {args.warmup:g} s warm-up",
@@ -570,6 +568,8 @@ async def _main(args: argparse.Namespace) -> list[BackendReport]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    speed = machine_speed()
+    _say(speed.describe())
     loop = new_event_loop()
     try:
         reports = loop.run_until_complete(_main(args))
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         _say(f"{rep.backend}: server log error lines: {len(rep.server_error_lines)}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"exchange-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.md"
-    path.write_text(summary(reports, args) + "\n", encoding="utf-8")
+    path.write_text(summary(reports, args, speed) + "\n", encoding="utf-8")
     _say(f"written {path.relative_to(ROOT)}")
 
 

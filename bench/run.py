@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import orjson
 
+from bench.calibrate import MachineSpeed, machine_speed
 from bench.client import Connection, HttpError, RequestMaker, Stats, measure, new_event_loop
 from bench.data import (
     DATE_WINDOW_HIGH,
@@ -612,13 +613,23 @@ def _git_commit() -> str:
     return done.stdout.strip() or "?"
 
 
-def summary(reports: list[RunReport], ceiling: list[Row], args: argparse.Namespace) -> str:
+def environment_lines(speed: MachineSpeed) -> list[str]:
+    """The report lines that say which code ran, on what machine, and how fast it was."""
+    return [
+        f"- commit {_git_commit()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, {platform.platform()}",
+        f"- {speed.describe()}",
+    ]
+
+
+def summary(
+    reports: list[RunReport], ceiling: list[Row], args: argparse.Namespace, speed: MachineSpeed
+) -> str:
     """The Markdown report of the whole run."""
     lines = [
         f"# Silta benchmark {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
-        f"- commit {_git_commit()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.platform()}",
+        *environment_lines(speed),
         f"- server: `silta serve --workers {args.workers}`; client: asyncio keep-alive "
         f"connections in one process; {args.duration:g} s per measurement after "
         f"{args.warmup:g} s warm-up",
@@ -725,6 +736,8 @@ async def _main(args: argparse.Namespace) -> tuple[list[RunReport], list[Row]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    speed = machine_speed()
+    _say(speed.describe())
     loop = new_event_loop()
     try:
         reports, ceiling = loop.run_until_complete(_main(args))
@@ -743,7 +756,7 @@ def main(argv: list[str] | None = None) -> None:
             _say(f"  note: {note}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.md"
-    path.write_text(summary(reports, ceiling, args) + "\n", encoding="utf-8")
+    path.write_text(summary(reports, ceiling, args, speed) + "\n", encoding="utf-8")
     _say(f"written {path.relative_to(ROOT)}")
 
 
