@@ -192,51 +192,63 @@ def _with_hetus(patients: Iterable[str], hetus: Mapping[str, str]) -> list[dict[
     return [{"id": p, "hetu": hetus.get(p)} for p in patients]
 
 
+def _prepared(
+    record: AuditRecord, hetus: Mapping[str, str]
+) -> tuple[dict[str, Any], str, list[str]]:
+    """An entry before it is chained: its hashed columns (``record`` as an object), the
+    ``record`` column's JSON text, and the keys it is found by."""
+    patients = _with_hetus(record.patients, hetus)
+    disclosures = [{**d, "patients": _with_hetus(d["patients"], hetus)} for d in record.disclosures]
+    detail = {**record.detail, "patients": patients, "disclosures": disclosures}
+    row: dict[str, Any] = {
+        "at": record.at,
+        "kind": record.kind,
+        "action": record.action,
+        "outcome": record.outcome,
+        "client_id": record.client_id,
+        "organization": record.organization,
+        "user_id": record.user_id,
+        "purpose": record.purpose,
+        "record": detail,
+    }
+    found_by = {f"hetu:{p['hetu']}" for p in patients if p["hetu"]}
+    found_by.update(f"hetu:{p['hetu']}" for d in disclosures for p in d["patients"] if p["hetu"])
+    found_by.update(f"org:{d['provider']}" for d in disclosures if d["provider"])
+    if record.organization:
+        found_by.add(f"org:{record.organization}")
+    return row, orjson.dumps(detail).decode(), sorted(found_by)
+
+
 def append(db: Database, records: Sequence[AuditRecord]) -> None:
-    """Chains and stores ``records`` in one transaction."""
+    """Chains and stores ``records`` in one transaction. Everything but the chain is
+    prepared before the write transaction, which is then held only to number, hash and
+    insert the entries."""
     if not records:
         return
+    patient_ids = [p for r in records for p in r.patients] + [
+        p for r in records for d in r.disclosures for p in d["patients"]
+    ]
+    if set(patient_ids) - _HETU_CACHE.keys():
+        with db.read() as conn:
+            hetus = _hetus(conn, patient_ids)
+    else:
+        hetus = _HETU_CACHE
+    prepared = [_prepared(record, hetus) for record in records]
     with db.write() as conn:
         if db.is_postgresql:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
         raw = RawExecutor.of(conn)
         last = raw.fetchone(_LAST_ENTRY, {})
         seq, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        hetus = _hetus(
-            conn,
-            [p for r in records for p in r.patients]
-            + [p for r in records for d in r.disclosures for p in d["patients"]],
-        )
         entries: list[dict[str, Any]] = []
         keys: list[dict[str, Any]] = []
-        for record in records:
+        for row, record_json, found_by in prepared:
             seq += 1
-            patients = _with_hetus(record.patients, hetus)
-            disclosures = [
-                {**d, "patients": _with_hetus(d["patients"], hetus)} for d in record.disclosures
-            ]
-            row: dict[str, Any] = {
-                "at": record.at,
-                "kind": record.kind,
-                "action": record.action,
-                "outcome": record.outcome,
-                "client_id": record.client_id,
-                "organization": record.organization,
-                "user_id": record.user_id,
-                "purpose": record.purpose,
-                "record": {**record.detail, "patients": patients, "disclosures": disclosures},
-            }
-            digest = _entry_hash(prev_hash, _content(seq, row))
-            row["record"] = orjson.dumps(row["record"]).decode()
-            entries.append({**row, "seq": seq, "prev_hash": prev_hash, "hash": digest})
-            found_by = {f"hetu:{p['hetu']}" for p in patients if p["hetu"]}
-            found_by.update(
-                f"hetu:{p['hetu']}" for d in disclosures for p in d["patients"] if p["hetu"]
-            )
-            found_by.update(f"org:{d['provider']}" for d in disclosures if d["provider"])
-            if record.organization:
-                found_by.add(f"org:{record.organization}")
-            keys.extend({"key": key, "seq": seq} for key in sorted(found_by))
+            row["seq"] = seq  # the hashed content: the columns of _content
+            digest = _entry_hash(prev_hash, row)
+            row.update(record=record_json, prev_hash=prev_hash, hash=digest)
+            entries.append(row)
+            keys.extend({"key": key, "seq": seq} for key in found_by)
             prev_hash = digest
         raw.insert_rows(audit_entry, entries)
         raw.insert_rows(audit_key, keys)
