@@ -19,7 +19,6 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, insert, or_, select, update
 
 from gateway.admin.organizations import existing_ids
@@ -28,6 +27,7 @@ from gateway.errors import Conflict, Issue, NotFound, Unprocessable
 from gateway.fhir.resource_types import is_stored_type
 from gateway.policy.rules import purposes_of_use
 from gateway.store.database import Database
+from gateway.store.raw import json_column
 
 
 class Status(StrEnum):
@@ -282,10 +282,6 @@ def _row_to_agreement(row: Any, on_date: date) -> Agreement:
     return agreement_from_row(row._mapping, on_date)
 
 
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
 def _date(value: Any) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
@@ -302,16 +298,16 @@ def agreement_from_row(row: Mapping[str, Any], on_date: date) -> Agreement:
         recipient=row["recipient"],
         categories=tuple(
             Category(c["resource_type"], c.get("system"), c.get("code"))
-            for c in _json(row["categories"])
+            for c in json_column(row["categories"])
         ),
-        purposes=tuple(_json(row["purposes"])),
+        purposes=tuple(json_column(row["purposes"])),
         legal_basis=LegalBasis(row["legal_basis_statute"], row["legal_basis_text"]),
         consent_required=bool(row["consent_required"]),
         write_allowed=bool(row["write_allowed"]),
         valid_from=valid_from,
         valid_until=valid_until,
         status=_effective(Status(row["status"]), valid_until, on_date),
-        approvals=tuple(_json(row["approvals"])),
+        approvals=tuple(json_column(row["approvals"])),
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],

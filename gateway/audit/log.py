@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, text
+from sqlalchemy import select, text
 
 from gateway.audit.schema import audit_entry, audit_key
 from gateway.errors import FhirError
@@ -164,25 +164,26 @@ _HETU_CACHE: dict[str, str] = {}
 _HETU_CACHE_SIZE = 200_000
 
 
-def _hetus(conn: Connection, patient_ids: Iterable[str]) -> dict[str, str]:
-    """Patient id → HETU (identifier ``urn:oid:1.2.246.21``) from the search index."""
-    wanted = set(patient_ids)
-    missing = sorted(wanted - _HETU_CACHE.keys())
+def _hetus(db: Database, patient_ids: Iterable[str]) -> Mapping[str, str]:
+    """Patient id → HETU (identifier ``urn:oid:1.2.246.21``) from the search index; the
+    database is read only for ids the process has not seen."""
+    if len(_HETU_CACHE) > _HETU_CACHE_SIZE:
+        _HETU_CACHE.clear()
+    missing = sorted(set(patient_ids) - _HETU_CACHE.keys())
     if missing:
-        rows = conn.execute(
-            select(resource.c.res_id, sp_token.c.code)
-            .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
-            .where(
-                resource.c.res_type == "Patient",
-                resource.c.res_id.in_(missing),
-                sp_token.c.param == "identifier",
-                sp_token.c.system == HETU_SYSTEM,
+        with db.read() as conn:
+            rows = conn.execute(
+                select(resource.c.res_id, sp_token.c.code)
+                .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
+                .where(
+                    resource.c.res_type == "Patient",
+                    resource.c.res_id.in_(missing),
+                    sp_token.c.param == "identifier",
+                    sp_token.c.system == HETU_SYSTEM,
+                )
             )
-        )
-        if len(_HETU_CACHE) > _HETU_CACHE_SIZE:
-            _HETU_CACHE.clear()
-        _HETU_CACHE.update((res_id, code) for res_id, code in rows)
-    return {p: _HETU_CACHE[p] for p in wanted if p in _HETU_CACHE}
+            _HETU_CACHE.update((res_id, code) for res_id, code in rows)
+    return _HETU_CACHE
 
 
 _LAST_ENTRY = RawStatement(text("SELECT seq, hash FROM audit_entry ORDER BY seq DESC LIMIT 1"))
@@ -225,14 +226,11 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
     insert the entries."""
     if not records:
         return
-    patient_ids = [p for r in records for p in r.patients] + [
-        p for r in records for d in r.disclosures for p in d["patients"]
-    ]
-    if set(patient_ids) - _HETU_CACHE.keys():
-        with db.read() as conn:
-            hetus = _hetus(conn, patient_ids)
-    else:
-        hetus = _HETU_CACHE
+    hetus = _hetus(
+        db,
+        [p for r in records for p in r.patients]
+        + [p for r in records for d in r.disclosures for p in d["patients"]],
+    )
     prepared = [_prepared(record, hetus) for record in records]
     with db.write() as conn:
         if db.is_postgresql:

@@ -32,6 +32,10 @@ _INSERT_RESOURCE = (
     "client) VALUES (%(res_type)s, %(res_id)s, 1, %(last_updated)s, false, %(body)s, "
     f"%(custodian)s, %(client)s) RETURNING {_RESOURCE_COLUMNS}"
 )
+_INSERT_VERSION = (
+    f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, res_type, "
+    "res_id, last_updated, %(method)s, deleted, body FROM r)"
+)
 _UPDATE_RESOURCE = (
     "UPDATE resource SET version = %(version)s, last_updated = %(last_updated)s, "
     "deleted = %(deleted)s, body = %(body)s, client = %(client)s "
@@ -70,8 +74,7 @@ def insert_statement(keys: tuple[str, ...]) -> str:
     """The statement that stores version 1 of a resource with index rows in ``keys``."""
     parts = [
         f"r AS ({_INSERT_RESOURCE})",
-        f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, "
-        "res_type, res_id, last_updated, %(method)s, deleted, body FROM r)",
+        _INSERT_VERSION,
         *(_insert_index(key) for key in keys),
     ]
     return "WITH " + ", ".join(parts) + " SELECT pk FROM r"
@@ -83,8 +86,7 @@ def replace_statement(keys: tuple[str, ...]) -> str:
     the expected version), replacing all its index rows by those in ``keys``."""
     parts = [
         f"r AS ({_UPDATE_RESOURCE})",
-        f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, "
-        "res_type, res_id, last_updated, %(method)s, deleted, body FROM r)",
+        _INSERT_VERSION,
         *(
             f"del_{key} AS (DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM r))"
             for key, table in DERIVED_TABLES.items()
@@ -111,17 +113,8 @@ def index_arguments(
     return keys, arguments
 
 
-def write(
-    db: RawExecutor,
-    statement: str,
-    values: dict[str, Any],
-) -> int | None:
+def write(db: RawExecutor, statement: str, values: dict[str, Any]) -> int | None:
     """Runs one of this module's statements; the pk of the written resource, or None
     when the resource row it starts from did not match."""
-    cursor = db.dbapi.cursor()
-    try:
-        cursor.execute(statement, values)
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+    row = db.fetchone_sql(statement, values)
     return None if row is None else int(row[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -64,9 +65,14 @@ class RawExecutor:
 
     def fetchone(self, statement: RawStatement, values: Mapping[str, Any]) -> Sequence[Any] | None:
         sql, order = statement.compiled(self.dialect)
+        return self.fetchone_sql(sql, self._arguments(order, values))
+
+    def fetchone_sql(self, sql: str, arguments: Any) -> Sequence[Any] | None:
+        """The first row of SQL text written for this dialect's driver (its parameter
+        style; only schema identifiers in the text, every value in ``arguments``)."""
         cursor = self.dbapi.cursor()
         try:
-            cursor.execute(sql, self._arguments(order, values))
+            cursor.execute(sql, arguments)
             row: Sequence[Any] | None = cursor.fetchone()
             return row
         finally:
@@ -145,3 +151,8 @@ class RawExecutor:
             cursor.execute(sql, values)
         finally:
             cursor.close()
+
+
+def json_column(value: Any) -> Any:
+    """A JSON column as a driver returns it: text on SQLite, decoded on PostgreSQL."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -142,6 +142,8 @@ def _current_by(table: Table, *columns: str) -> RawStatement:
         )
         .order_by(resource.c.pk)
         .limit(bindparam("limit"))
+        # Bound, though always 0: SQLite renders LIMIT with an OFFSET, which would
+        # otherwise be an anonymous parameter the fixed statement does not fill.
         .offset(bindparam("offset"))
     )
 
@@ -194,9 +196,8 @@ def find_by_token(
 ) -> list[StoredResource]:
     """Current resources of ``res_type`` whose token parameter ``param`` is
     ``system|code`` (search.html §3.1.1.4.4 token), oldest first."""
-    values: dict[str, Any] = {"res_type": res_type, "param": param, "limit": limit, "offset": 0}
-    values |= {"system": system, "code": code}
-    return [_stored(row) for row in db.fetchall(SELECT_BY_TOKEN, values)]
+    values = {"res_type": res_type, "param": param, "system": system, "code": code}
+    return [_stored(row) for row in db.fetchall(SELECT_BY_TOKEN, _page(values, limit))]
 
 
 def find_by_reference(
@@ -205,9 +206,18 @@ def find_by_reference(
     """Current resources of ``res_type`` whose reference parameter ``param`` points at
     ``target`` (``Type/id``; search.html §3.1.1.4.7 reference), oldest first."""
     target_type, _, target_id = target.partition("/")
-    values: dict[str, Any] = {"res_type": res_type, "param": param, "limit": limit, "offset": 0}
-    values |= {"target_type": target_type, "target_id": target_id}
-    return [_stored(row) for row in db.fetchall(SELECT_BY_REFERENCE, values)]
+    values = {
+        "res_type": res_type,
+        "param": param,
+        "target_type": target_type,
+        "target_id": target_id,
+    }
+    return [_stored(row) for row in db.fetchall(SELECT_BY_REFERENCE, _page(values, limit))]
+
+
+def _page(values: Mapping[str, str], limit: int) -> dict[str, Any]:
+    """The bound values of a ``_current_by`` statement: the first ``limit`` rows."""
+    return {**values, "limit": limit, "offset": 0}
 
 
 def insert_new(
