@@ -47,7 +47,7 @@ import enum
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
 
@@ -133,13 +133,18 @@ class ElementInfo:
 
 @dataclass(frozen=True, slots=True)
 class TypeInfo:
-    """The elements of a resource or data type, in the order of the specification."""
+    """The elements of a resource or data type, in the order of the specification,
+    with what the model requires: elements of minimum cardinality 1 and the choice
+    groups ``[x]`` (R4 formats.html §2.4.1), each with whether one of it is required."""
 
     name: str
     is_resource: bool
     elements: Mapping[str, ElementInfo]
     order: Mapping[str, int]
     xml_attributes: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    choice_groups: Mapping[str, str] = field(default_factory=dict)
+    required_choices: tuple[str, ...] = ()
 
 
 # value[x] lists that differ between R4 and R4B: R4 has <prefix>Meta, R4B has
@@ -193,13 +198,38 @@ def type_info(name: str) -> TypeInfo:
         attributes = ("id", "url")
     else:
         attributes = ("id",)
+    required, choice_groups, required_choices = _model_constraints(cls)
     return TypeInfo(
         name=name,
         is_resource=is_resource,
         elements={e.name: e for e in elements},
         order={e.name: i for i, e in enumerate(elements)},
         xml_attributes=attributes,
+        required=required,
+        choice_groups=choice_groups,
+        required_choices=required_choices,
     )
+
+
+def _model_constraints(cls: Any) -> tuple[tuple[str, ...], dict[str, str], tuple[str, ...]]:
+    """From the fields of a model class: its required elements, the choice group of each
+    ``[x]`` element and the groups of which one element is required."""
+    required: list[str] = []
+    choice_groups: dict[str, str] = {}
+    required_choices: list[str] = []
+    for key, model_field in cls.model_fields.items():
+        name = model_field.alias or key
+        extra = model_field.json_schema_extra
+        if not isinstance(extra, dict):
+            extra = {}
+        if model_field.is_required() or extra.get("element_required"):
+            required.append(name)
+        group = extra.get("one_of_many")
+        if isinstance(group, str):
+            choice_groups[name] = group
+            if extra.get("one_of_many_required") and group not in required_choices:
+                required_choices.append(group)
+    return tuple(required), choice_groups, tuple(required_choices)
 
 
 @cache

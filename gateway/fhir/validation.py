@@ -17,12 +17,21 @@ Two passes, each once over the resource:
 
 Issues of the walk come first; a model issue at the same location is dropped.
 Codes of required bindings are checked by :mod:`gateway.fhir.bindings`, not here.
+
+The model pass builds an object for every element and costs several times the walk,
+so it runs only when the walk cannot vouch for the resource: the walk also checks the
+required elements and choice groups of the models and each primitive value against a
+lexical rule that accepts a subset of what the model's type accepts (``_LEXICAL``).
+A resource the walk finds clean on all of these is one the models accept
+(``tests/fhir/test_validation.py`` checks this on every fixture and on mutations of
+them); for anything else the model pass runs and words its errors as before.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -117,17 +126,18 @@ def validate_resource(
         return [Issue("error", "too-costly", "The resource is nested too deeply to validate.")]
     issues = walker.issues
     seen = {issue.expression for issue in issues}
-    try:
-        get_fhir_model_class(resource_type).model_validate(data)
-    except ValidationError as exc:
-        for issue in _model_issues(exc, resource_type, data):
-            if issue.expression not in seen:
-                seen.add(issue.expression)
-                issues.append(issue)
-    except Exception as exc:  # the models raise KeyError/AttributeError on some bad input
-        if not issues:
-            message = f"The resource could not be validated: {type(exc).__name__}: {exc}"
-            issues.append(Issue("error", "invalid", message))
+    if issues or not walker.certain:
+        try:
+            get_fhir_model_class(resource_type).model_validate(data)
+        except ValidationError as exc:
+            for issue in _model_issues(exc, resource_type, data):
+                if issue.expression not in seen:
+                    seen.add(issue.expression)
+                    issues.append(issue)
+        except Exception as exc:  # the models raise KeyError/AttributeError on some bad input
+            if not issues:
+                message = f"The resource could not be validated: {type(exc).__name__}: {exc}"
+                issues.append(Issue("error", "invalid", message))
     issues += [i for i in check_required_bindings(data) if i.expression not in seen]
     if len(issues) > MAX_ISSUES:
         dropped = len(issues) - MAX_ISSUES
@@ -176,6 +186,95 @@ _PYTHON_TYPES: Final[Mapping[JsonType, frozenset[type]]] = {
 }
 
 
+def _text(value: str) -> bool:
+    """string, markdown: a character that is not whitespace, which the models' pattern
+    (one character of space, CR, LF, tab or non-whitespace) then finds: Python counts as
+    whitespace every character that the pattern's Unicode whitespace class holds."""
+    return bool(value) and not value.isspace()
+
+
+def _fullmatch(pattern: str) -> Callable[[Any], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: compiled.fullmatch(value) is not None
+
+
+def _in_range(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda value: low <= value <= high
+
+
+_DECIMAL_RE: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_DATE_RE: Final = re.compile(r"[1-9][0-9]{3}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?")
+_INSTANT_RE: Final = re.compile(
+    r"[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
+
+
+def _real_day(value: str) -> bool:
+    """A value whose first ten characters are YYYY-MM-DD names a day of the calendar."""
+    try:
+        datetime.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
+
+
+def _date(value: str) -> bool:
+    return _DATE_RE.fullmatch(value) is not None and (len(value) < 10 or _real_day(value))
+
+
+def _instant(value: str) -> bool:
+    return _INSTANT_RE.fullmatch(value) is not None and _real_day(value)
+
+
+def _date_time(value: str) -> bool:
+    return _date(value) or _instant(value)
+
+
+def _decimal(value: int | float) -> bool:
+    return _DECIMAL_RE.fullmatch(str(value)) is not None
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+# Lexical rules by primitive type, each accepting only values that the model's type
+# (fhir_core.types) accepts too, so stricter where that is simpler: four-digit years
+# from 1000, at most six digits of fractional seconds, no leap second, ids of at most
+# 64 characters, http(s) URLs of plain host names only. The character classes are
+# ASCII; ``\S`` is Unicode, and Python's whitespace holds the models' (Rust regex)
+# whitespace, so ``\S`` here never matches more than there. JSON types are checked
+# before. A type without a rule here (uuid) always gets the model pass.
+_LEXICAL: Final[Mapping[str, Callable[[Any], bool]]] = {
+    "boolean": _always,
+    "string": _text,
+    "markdown": _text,
+    "xhtml": _always,
+    "code": _fullmatch(r"\S+( \S+)*"),
+    "id": _fullmatch(r"[A-Za-z0-9\-.]{1,64}"),
+    "uri": _fullmatch(r"\S*"),
+    "canonical": _fullmatch(r"\S*"),
+    "oid": _fullmatch(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+"),
+    "url": _fullmatch(
+        r"https?://[A-Za-z0-9]+(-[A-Za-z0-9]+)*(\.[A-Za-z0-9]+(-[A-Za-z0-9]+)*)*(:[0-9]{1,4})?"
+        r"(/[A-Za-z0-9\-._~%!$&'()*+,;=:@/]*)?(\?[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*)?"
+    ),
+    "base64Binary": _fullmatch(
+        r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)"
+    ),
+    "integer": _in_range(-(2**31), 2**31 - 1),
+    "unsignedInt": _in_range(0, 2**31 - 1),
+    "positiveInt": _in_range(1, 2**31 - 1),
+    "decimal": _decimal,
+    "date": _date,
+    "dateTime": _date_time,
+    "instant": _instant,
+    "time": _fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"),
+}
+
+
 class _Scope:
     """Contained resource ids and local references of one resource (ref-1)."""
 
@@ -187,11 +286,20 @@ class _Scope:
 
 
 class _Walker:
-    __slots__ = ("allow_conditional", "allow_urn_oid", "allow_urn_uuid", "issues", "reported")
+    __slots__ = (
+        "allow_conditional",
+        "allow_urn_oid",
+        "allow_urn_uuid",
+        "certain",
+        "issues",
+        "reported",
+    )
 
     def __init__(self, allow_urn_uuid: bool) -> None:
         self.issues: list[Issue] = []
         self.reported: set[str] = set()
+        # False once the walk meets what only the model pass can judge.
+        self.certain = True
         self.allow_urn_uuid = allow_urn_uuid
         self.allow_conditional = allow_urn_uuid
         self.allow_urn_oid = False
@@ -249,15 +357,21 @@ class _Walker:
             primitive = spec.kind is _PRIMITIVE
             if primitive:
                 allowed = _PYTHON_TYPES[spec.json_type]
+                lexical = _LEXICAL.get(spec.type_name)
                 if not spec.repeats:
                     if type(value) in allowed:
+                        if lexical is None or not lexical(value):
+                            self.certain = False
                         continue
                 elif type(value) is list and value:
                     for item in value:
                         if type(item) not in allowed:
                             break
+                        if lexical is None or not lexical(item):
+                            self.certain = False
                     else:
                         continue
+                self.certain = False
             here = f"{path}.{key}"
             if spec.repeats:
                 if not isinstance(value, list):
@@ -290,6 +404,32 @@ class _Walker:
                 self.add("value", f"{here} must not be null.", here)
             else:
                 self.item(spec, value, here, scope)
+        if self.certain and (info.required or info.choice_groups):
+            self.cardinality(data, info)
+
+    def cardinality(self, data: Mapping[str, Any], info: TypeInfo) -> None:
+        """Leaves the judgement to the model pass where a required element is missing
+        (it may be excused by extensions on ``_name``, R4 extensibility.html §2.17.1.1)
+        or a choice group has more or fewer than it allows (formats.html §2.4.1)."""
+        for name in info.required:
+            if data.get(name) is None:
+                self.certain = False
+                return
+        groups = info.choice_groups
+        if not groups:
+            return
+        present: set[str] = set()
+        for key in data:
+            group = groups.get(key)
+            if group is not None:
+                if group in present:
+                    self.certain = False
+                    return
+                present.add(group)
+        for group in info.required_choices:
+            if group not in present:
+                self.certain = False
+                return
 
     def item(self, spec: ElementInfo, value: Any, path: str, scope: _Scope) -> None:
         kind = spec.kind

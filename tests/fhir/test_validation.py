@@ -4,12 +4,26 @@ JSON types, reference syntax and the R4 rules the models leave out."""
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.errors import Issue, operation_outcome
-from gateway.fhir.formats import WireFormat, parse_body, render
+from gateway.fhir import validation
+from gateway.fhir.formats import (
+    ElementInfo,
+    ElementKind,
+    JsonType,
+    TypeInfo,
+    WireFormat,
+    parse_body,
+    render,
+    resource_type_info,
+    type_info,
+)
 from gateway.fhir.validation import MAX_ISSUES, validate_resource
 from tests.fhir.test_formats import (
     EXAMPLES,
@@ -19,7 +33,9 @@ from tests.fhir.test_formats import (
     service_request,
     task,
 )
+from tests.fixtures import all_fixtures
 
+GOLDEN = Path(__file__).resolve().parents[2] / "mappings" / "kela" / "golden"
 XHTML = "http://www.w3.org/1999/xhtml"
 UUID_1 = "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"
 UUID_2 = "urn:uuid:5e0c2cd1-8f6c-4c3e-9b7e-3f5a1d2c4b6a"
@@ -578,3 +594,189 @@ def test_issue_type() -> None:
     [issue] = validate_resource(with_changes(patient(), active="yes"))
     assert isinstance(issue, Issue)
     assert issue.to_fhir()["expression"] == ["Patient.active"]
+
+
+# ---------------------------------------------------------------------------
+# The model pass is skipped only where the models would accept
+# ---------------------------------------------------------------------------
+
+_TRICKY_TEXT = [
+    "",
+    " ",
+    "\u00a0",
+    "\x1c",
+    "a  b",
+    " a",
+    "a\u00a0",
+    "a\u00a0b",
+    "Äijälä",
+    "x",
+    "1",
+    "-1",
+    "Patient/1",
+    "2023",
+    "2023-02",
+    "2023-13",
+    "2023-02-28",
+    "2024-02-29",
+    "2023-02-29",
+    "2023-04-31",
+    "0999-01-01",
+    "0000",
+    "2023-01-01T10:00:00Z",
+    "2023-01-01T10:00:00+02:00",
+    "2023-01-01T10:00:00-14:00",
+    "2023-01-01T10:00:00+14:30",
+    "2023-01-01T10:00:00",
+    "2023-01-01T10:00Z",
+    "2023-01-01T24:00:00Z",
+    "2023-01-01T23:59:60Z",
+    "2023-01-01T10:00:00.123456Z",
+    "2023-01-01T10:00:00.1234567Z",
+    "2023-02-30T10:00:00Z",
+    "10:00:00",
+    "10:00:00.5",
+    "24:00:00",
+    "23:59:60",
+    "10:00",
+    "urn:oid:1.2.246.21",
+    "urn:oid:1.02",
+    "urn:oid:3.1",
+    "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0",
+    "http://example.org",
+    "https://example.org:8443/fhir/Patient?name=x&_count=5",
+    "http://exa mple.org",
+    "http://-a.org",
+    "http://xn--zz.org",
+    "http://a.org:99999",
+    "ftp://example.org/x",
+    "mailto:a@example.org",
+    "AAAA",
+    "AA==",
+    "AAA=",
+    "AAAAA",
+    "not base64!",
+    "A" * 64,
+    "A" * 65,
+    "abc-1.2",
+    "abc_1",
+]
+_TRICKY_INTEGERS = [0, 1, -1, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 10**20]
+_TRICKY_DECIMALS = [0.0, -0.0, 1.5, 1e-7, 1e20, 1e308, float("inf"), float("nan"), 3, -12]
+_CANDIDATES: dict[JsonType, list[Any]] = {
+    JsonType.STRING: _TRICKY_TEXT,
+    JsonType.BOOLEAN: [True, False],
+    JsonType.INTEGER: _TRICKY_INTEGERS,
+    JsonType.DECIMAL: _TRICKY_INTEGERS + _TRICKY_DECIMALS,
+}
+
+
+def _extension_value(type_name: str, value: Any) -> dict[str, Any]:
+    return {"url": "http://example.org/x", "value" + type_name[0].upper() + type_name[1:]: value}
+
+
+@pytest.mark.parametrize("type_name", sorted(set(validation._LEXICAL) - {"boolean", "xhtml"}))
+def test_each_lexical_rule_accepts_only_values_of_the_model_type(type_name: str) -> None:
+    """A value the walk's rule accepts is one the model's type accepts (tested through
+    Extension.value[x], which has every primitive type)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    rule = validation._LEXICAL[type_name]
+    json_type = (
+        type_info("Extension").elements["value" + type_name[0].upper() + type_name[1:]].json_type
+    )
+    accepted = [value for value in _CANDIDATES[json_type] if rule(value)]
+    assert accepted, f"the rule for {type_name} accepts none of the candidates"
+    for value in accepted:
+        get_fhir_model_class("Extension").model_validate(_extension_value(type_name, value))
+
+
+def _primitive_sites(
+    data: Any, info: TypeInfo
+) -> Iterator[tuple[dict[str, Any], str, ElementInfo]]:
+    """(object, key, element) of every single primitive value below ``data``."""
+    for key, value in data.items():
+        spec = info.elements.get(key)
+        if spec is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        if spec.kind is ElementKind.PRIMITIVE and not spec.repeats:
+            yield data, key, spec
+        elif spec.kind is ElementKind.COMPLEX:
+            for item in items:
+                if isinstance(item, dict):
+                    yield from _primitive_sites(item, type_info(spec.type_name))
+        elif spec.kind is ElementKind.RESOURCE:
+            for item in items:
+                resource_info = resource_type_info(item.get("resourceType", ""))
+                if resource_info is not None:
+                    yield from _primitive_sites(item, resource_info)
+
+
+def _corpus() -> list[dict[str, Any]]:
+    resources = [f() for f in EXAMPLES.values()] + all_fixtures()
+    for path in sorted(GOLDEN.glob("*/*.expected.json")):
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        resources += [entry["resource"] for entry in bundle["entry"]]
+    return resources
+
+
+def _vouched(resource: dict[str, Any]) -> bool:
+    """Whether validate_resource skips the model pass for ``resource``."""
+    walker = validation._Walker(allow_urn_uuid=True)
+    walker.resource(resource, type_info(resource["resourceType"]), resource["resourceType"], None)
+    return walker.certain and not walker.issues
+
+
+def _model_accepts(resource: dict[str, Any]) -> bool:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    except ValueError:
+        return False
+    return True
+
+
+def test_the_walk_vouches_for_every_valid_example_without_the_model() -> None:
+    corpus = _corpus()
+    assert len(corpus) > 40
+    not_vouched = [r["resourceType"] + "/" + r.get("id", "?") for r in corpus if not _vouched(r)]
+    assert not_vouched == []
+
+
+def test_the_walk_vouches_only_for_mutations_the_models_accept() -> None:
+    """Every primitive of every example set to awkward values, every element of each
+    top-level object removed, and a second choice element added: whatever the walk
+    still vouches for, the models accept."""
+    vouched = checked = 0
+    probed: set[tuple[str, str]] = set()
+    for resource in _corpus():
+        mutants: list[dict[str, Any]] = []
+        for key in resource:
+            if key != "resourceType":
+                mutants.append({k: v for k, v in resource.items() if k != key})
+        info = type_info(resource["resourceType"])
+        for name, group in info.choice_groups.items():
+            present = [k for k in resource if info.choice_groups.get(k) == group]
+            if present and name not in present and info.elements.get(name) is not None:
+                spec = info.elements[name]
+                if spec.kind is ElementKind.PRIMITIVE:
+                    mutants.append({**resource, name: True if spec.type_name == "boolean" else "x"})
+        # One site of each primitive type per resource type, given every awkward value.
+        for index, (_, _, spec) in enumerate(_primitive_sites(resource, info)):
+            if (resource["resourceType"], spec.type_name) in probed:
+                continue
+            probed.add((resource["resourceType"], spec.type_name))
+            for candidate in _CANDIDATES[spec.json_type]:
+                mutant = copy.deepcopy(resource)
+                holder, key, _ = list(_primitive_sites(mutant, info))[index]
+                holder[key] = candidate
+                mutants.append(mutant)
+        for mutant in mutants:
+            checked += 1
+            if _vouched(mutant):
+                vouched += 1
+                assert _model_accepts(mutant), mutant
+    assert checked > 1000
+    assert 0 < vouched < checked
