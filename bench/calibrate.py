@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 import orjson
-
 from fhir.resources.R4B import get_fhir_model_class
 
 GOLDEN_BUNDLE = ("kela", "golden", "concern-notification", "with-consent.expected.json")

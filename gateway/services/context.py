@@ -37,6 +37,11 @@ class RequestContext:
     # Run after every write, inside its transaction (e.g. the Kela exchange queues the
     # feedback a Task change causes in the same transaction as the change).
     write_hooks: tuple[WriteHook, ...] = ()
+    # The current versions that a transaction Bundle read and locked in advance
+    # (PostgreSQL), each taken by the write it was read for.
+    locked_current: dict[tuple[str, str], StoredResource | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _conn: Connection | None = field(default=None, init=False, repr=False)
 
     @contextmanager

@@ -204,6 +204,9 @@ def _single_match(
 def _current_for_write(
     ctx: RequestContext, conn: Connection, resource_type: str, resource_id: str
 ) -> StoredResource | None:
+    key = (resource_type, resource_id)
+    if key in ctx.locked_current:
+        return ctx.locked_current.pop(key)
     return repository.get_current(
         RawExecutor.of(conn), resource_type, resource_id, for_update=ctx.db.is_postgresql
     )

@@ -37,6 +37,8 @@ from gateway.services import search as search_service
 from gateway.services.bundles_out import bundle
 from gateway.services.context import RequestContext
 from gateway.services.resources import WriteResult, ensure_type, new_id, now_micros
+from gateway.store import repository
+from gateway.store.raw import RawExecutor
 
 
 def status_text(code: int) -> str:
@@ -148,9 +150,16 @@ def _transaction(ctx: RequestContext, entries: list[Entry]) -> dict[str, Any]:
             for entry in entries:
                 if entry.resource is not None:
                     _rewrite_references(ctx, conn, entry.resource, references, entry.where)
-            for entry in sorted(entries, key=lambda e: (PROCESSING_ORDER[e.method], e.index)):
-                current = entry
-                responses[entry.index] = _run(ctx, entry, in_transaction=True)
+            targets = [t for t in map(_write_target, entries) if t is not None]
+            if targets and ctx.db.is_postgresql:
+                # One round trip for every current version the entries will lock.
+                ctx.locked_current = repository.lock_current(RawExecutor.of(conn), targets)
+            try:
+                for entry in sorted(entries, key=lambda e: (PROCESSING_ORDER[e.method], e.index)):
+                    current = entry
+                    responses[entry.index] = _run(ctx, entry, in_transaction=True)
+            finally:
+                ctx.locked_current = {}
     except FhirError as error:
         if current is not None:
             where = f"{current.where} ({current.method} {current.url})"
@@ -189,6 +198,17 @@ def _batch(ctx: RequestContext, raw_entries: list[Any]) -> dict[str, Any]:
                 }
             )
     return bundle("batch-response", now_micros=now_micros(), entry=results or None)
+
+
+def _write_target(entry: Entry) -> tuple[str, str] | None:
+    """The resource (type, id) that a PUT, PATCH or DELETE entry writes, if its id is known."""
+    if entry.method == "PUT":
+        target = entry.assigned_id or entry.resource_id
+    elif entry.method in ("PATCH", "DELETE"):
+        target = entry.resource_id
+    else:
+        return None
+    return (entry.resource_type, target) if entry.resource_type and target else None
 
 
 def _assign_ids(ctx: RequestContext, conn: Connection, entries: list[Entry]) -> dict[str, str]:

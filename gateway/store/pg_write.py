@@ -43,6 +43,24 @@ _UPDATE_RESOURCE = (
 )
 
 
+_LOCK_CURRENT = (
+    "SELECT r.pk, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body, "
+    "r.custodian, r.client FROM unnest(%(res_types)s::TEXT[], %(res_ids)s::TEXT[]) "
+    "AS k (res_type, res_id) JOIN resource r ON r.res_type = k.res_type "
+    "AND r.res_id = k.res_id ORDER BY r.res_type, r.res_id FOR UPDATE OF r"
+)
+
+
+def lock_current(db: RawExecutor, keys: Sequence[tuple[str, str]]) -> list[Sequence[Any]]:
+    """The current rows of the resources ``keys`` (type, id) that exist, each locked
+    until the transaction ends (§13.3.2 ``FOR UPDATE``), in one round trip. Rows are
+    locked in (type, id) order, so two writers locking overlapping sets wait for each
+    other instead of deadlocking."""
+    types = [res_type for res_type, _ in keys]
+    ids = [res_id for _, res_id in keys]
+    return db.fetchall_sql(_LOCK_CURRENT, {"res_types": types, "res_ids": ids})
+
+
 def _array_type(table: Table, name: str) -> str:
     column_type = table.c[name].type
     if isinstance(column_type, BigInteger | Integer):

@@ -80,9 +80,13 @@ class RawExecutor:
 
     def fetchall(self, statement: RawStatement, values: Mapping[str, Any]) -> list[Sequence[Any]]:
         sql, order = statement.compiled(self.dialect)
+        return self.fetchall_sql(sql, self._arguments(order, values))
+
+    def fetchall_sql(self, sql: str, arguments: Any) -> list[Sequence[Any]]:
+        """Every row of SQL text written for this dialect's driver (as ``fetchone_sql``)."""
         cursor = self.dbapi.cursor()
         try:
-            cursor.execute(sql, self._arguments(order, values))
+            cursor.execute(sql, arguments)
             return list(cursor.fetchall())
         finally:
             cursor.close()

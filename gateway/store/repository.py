@@ -186,6 +186,18 @@ def get_current(
     return None if row is None else _stored(row)
 
 
+def lock_current(
+    db: RawExecutor, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StoredResource | None]:
+    """The current version of each resource ``keys`` (type, id) as ``get_current`` with
+    ``for_update`` reads it, None where there is none, in one round trip (PostgreSQL)."""
+    found: dict[tuple[str, str], StoredResource | None] = dict.fromkeys(keys)
+    for row in pg_write.lock_current(db, list(found)):
+        stored = _stored(row)
+        found[(stored.res_type, stored.res_id)] = stored
+    return found
+
+
 def get_version(db: RawExecutor, res_type: str, res_id: str, version: int) -> StoredResource | None:
     row = db.fetchone(SELECT_VERSION, {"res_type": res_type, "res_id": res_id, "version": version})
     return None if row is None else _stored(row)

@@ -1,5 +1,6 @@
 """Writers in parallel database transactions: no lost update, one winner per version
-(R4 http.html §3.1.0.5.2), and conditional creates that never duplicate."""
+(R4 http.html §3.1.0.5.2), conditional creates that never duplicate, and transaction
+Bundles that update the same resources in opposite orders without deadlocking."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import orjson
 
 from gateway.config import Settings
 from gateway.errors import Conflict, PreconditionFailed
-from gateway.services import resources
+from gateway.services import resources, transactions
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from tests.fixtures import load_fixture
@@ -92,3 +93,51 @@ def test_parallel_conditional_creates_make_one_resource(database: Database) -> N
     for thread in threads:
         thread.join()
     assert sorted(created) == [False] * (WRITERS - 1) + [True]
+
+
+def test_transactions_updating_the_same_resources_in_any_order_all_succeed(
+    database: Database,
+) -> None:
+    """Half the writers' Bundles update Task A, then B; the other half B, then A. Each
+    Bundle locks what it updates before its first write, always in one order, so none
+    waits for another in a cycle (on PostgreSQL such a cycle is a deadlock that fails
+    one of the transactions)."""
+    ctx = context(database)
+    ids = []
+    for _ in range(2):
+        created = resources.create_resource(
+            ctx, resource_type="Task", resource=load_fixture("task-huoli-aijala")
+        )
+        ids.append(created.stored.res_id)
+    barrier = threading.Barrier(WRITERS)
+    failures: list[BaseException] = []
+
+    def put(task_id: str, name: str) -> dict[str, object]:
+        task = load_fixture("task-huoli-aijala")
+        task["id"] = task_id
+        task["note"] = [{"text": name}]
+        return {"resource": task, "request": {"method": "PUT", "url": f"Task/{task_id}"}}
+
+    def writer(index: int) -> None:
+        order = ids if index % 2 == 0 else list(reversed(ids))
+        barrier.wait()
+        for round_ in range(ROUNDS):
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [put(task_id, f"w{index}-{round_}") for task_id in order],
+            }
+            try:
+                transactions.process_bundle(context(database), bundle)
+            except Exception as error:  # every failure is reported below
+                failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    for task_id in ids:
+        final = resources.read_resource(ctx, resource_type="Task", resource_id=task_id)
+        assert final.version == 1 + WRITERS * ROUNDS

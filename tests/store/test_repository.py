@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from gateway.config import Settings
 from gateway.services import resources
@@ -236,3 +237,28 @@ def test_an_index_value_too_long_for_its_column_is_refused_not_cut(database: Dat
         _store(database, index_rows=too_long)
     with database.read() as conn:
         assert repository.get_current(RawExecutor.of(conn), "Patient", "p1") is None
+
+
+def test_lock_current_reads_and_locks_every_existing_resource_in_one_statement(
+    database: Database,
+) -> None:
+    if database.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; SQLite writers share one transaction")
+    pk = _store(database)
+    keys = [("Patient", "p1"), ("Patient", "missing"), ("Task", "p1")]
+    with database.write() as conn:
+        found = repository.lock_current(RawExecutor.of(conn), keys)
+        assert list(found) == keys
+        assert found[("Patient", "missing")] is None and found[("Task", "p1")] is None
+        assert found[("Patient", "p1")] == repository.get_current(
+            RawExecutor.of(conn), "Patient", "p1"
+        )
+        stored = found[("Patient", "p1")]
+        assert stored is not None and stored.pk == pk
+        # Another transaction cannot lock the row while this one holds it.
+        with database.engine.connect() as other:
+            other.execute(text("SET lock_timeout = '100ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                other.execute(
+                    text("SELECT pk FROM resource WHERE pk = :pk FOR UPDATE"), {"pk": pk}
+                )
