@@ -8,12 +8,14 @@ lock upgrade), ``Database.read()`` a read transaction (one consistent snapshot).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from gateway.store.group_commit import WRITE_FLAG, BackgroundCommits, GroupCommit
@@ -24,6 +26,8 @@ COMMIT_THREADS = 8
 """Threads that wait for PostgreSQL commits of requests served on the event loop."""
 SQLITE_GROUP_COMMIT = 32
 """Most writers that share one SQLite transaction (see gateway.store.group_commit)."""
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled PostgreSQL connection idle for longer is pinged before it is handed out."""
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -56,7 +60,6 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 10
-            kwargs["pool_pre_ping"] = True
             # Search values differ wildly in selectivity: plan each statement for its values.
             kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)
@@ -69,6 +72,7 @@ class Database:
             _configure_sqlite(self.engine)
             self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
         else:
+            _ping_idle_connections(self.engine)
             self._background_commits = BackgroundCommits(self.engine, threads=COMMIT_THREADS)
 
     @property
@@ -138,6 +142,30 @@ def apply_sqlite_pragmas(dbapi_connection: Any) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling (SQLAlchemy "Dealing with Disconnects") for
+    connections that sat idle: one idle for more than ``PING_AFTER_IDLE_SECONDS`` is
+    pinged when checked out, and a dead one is replaced by a fresh connection. A
+    connection back in the pool a moment ago is handed out without the round trip that
+    ``pool_pre_ping`` spends on every checkout (the bypass window of pools like HikariCP);
+    should the server have gone in that moment, the statement fails, and SQLAlchemy
+    invalidates the pool's connections."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
