@@ -649,6 +649,8 @@ _TRICKY_TEXT = [
     "http://-a.org",
     "http://xn--zz.org",
     "http://a.org:99999",
+    "http://999999999999",
+    "http://1.2.3.999",
     "ftp://example.org/x",
     "mailto:a@example.org",
     "AAAA",
