@@ -11,6 +11,7 @@ SQLAlchemy Core.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -111,7 +112,14 @@ class RawExecutor:
             cursor.close()
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Inserts rows into one of the store's own tables in one round trip.
+        """Inserts rows given as column → value mappings (see ``insert_values``)."""
+        if rows:
+            columns = table_columns(table)
+            self.insert_values(table, list(map(itemgetter(*columns), rows)))
+
+    def insert_values(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        """Inserts rows into one of the store's own tables in one round trip; each row
+        holds a value for every column of ``table``, in the table's column order.
 
         SQLite takes them through ``executemany`` (a loop in C); PostgreSQL gets one
         multi-row ``INSERT … VALUES (…), (…)`` (psycopg's pipelined executemany costs
@@ -120,12 +128,12 @@ class RawExecutor:
         """
         if not rows:
             return
-        columns = [c.name for c in table.columns]
-        if self.dialect.name != "postgresql":
-            names = ", ".join(columns)
-            one = "(" + ", ".join("?" for _ in columns) + ")"
-            cursor = self.dbapi.cursor()
-            try:
+        columns = table_columns(table)
+        names = ", ".join(columns)
+        cursor = self.dbapi.cursor()
+        try:
+            if self.dialect.name != "postgresql":
+                one = "(" + ", ".join("?" for _ in columns) + ")"
                 # Large batches go in statements of SQLITE_CHUNK rows (one step each, so
                 # the driver releases the GIL once per chunk, not once per row); the
                 # rest through executemany. Two statement texts per table stay cached.
@@ -135,26 +143,27 @@ class RawExecutor:
                         one for _ in range(SQLITE_CHUNK)
                     )
                     for start in range(0, full, SQLITE_CHUNK):
-                        chunk = rows[start : start + SQLITE_CHUNK]
-                        cursor.execute(sql, [row[c] for row in chunk for c in columns])
+                        cursor.execute(
+                            sql, [v for row in rows[start : start + SQLITE_CHUNK] for v in row]
+                        )
                 if full < len(rows):
                     cursor.executemany(
-                        f"INSERT INTO {table.name} ({names}) VALUES {one}",
-                        [tuple(row[c] for c in columns) for row in rows[full:]],
+                        f"INSERT INTO {table.name} ({names}) VALUES {one}", rows[full:]
                     )
-            finally:
-                cursor.close()
-            return
-        row_placeholder = "(" + ", ".join("%s" for _ in columns) + ")"
-        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES " + ", ".join(
-            row_placeholder for _ in rows
-        )
-        values = [row[c] for row in rows for c in columns]
-        cursor = self.dbapi.cursor()
-        try:
-            cursor.execute(sql, values)
+                return
+            one = "(" + ", ".join("%s" for _ in columns) + ")"
+            sql = f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join(one for _ in rows)
+            cursor.execute(sql, [v for row in rows for v in row])
         finally:
             cursor.close()
+
+
+def table_columns(table: Table) -> tuple[str, ...]:
+    """The column names of one of the store's tables, in order (cached on the table)."""
+    columns: tuple[str, ...] | None = table.info.get("column_names")
+    if columns is None:
+        columns = table.info["column_names"] = tuple(c.name for c in table.columns)
+    return columns
 
 
 def json_column(value: Any) -> Any:

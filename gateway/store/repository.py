@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 
 from gateway.store import pg_write
-from gateway.store.raw import RawExecutor, RawStatement
+from gateway.store.raw import RawExecutor, RawStatement, table_columns
 from gateway.store.schema import DERIVED_TABLES, resource, resource_version, sp_reference, sp_token
 
 
@@ -359,10 +360,23 @@ def write_index(
 ) -> None:
     for table_key, rows in index_rows.items():
         if rows:
-            db.insert_rows(
-                DERIVED_TABLES[table_key],
-                [{"resource_pk": pk, "res_type": res_type, **row} for row in rows],
+            values = _INDEX_VALUES[table_key]
+            db.insert_values(
+                DERIVED_TABLES[table_key], [(pk, res_type, *values(row)) for row in rows]
             )
+
+
+def _index_values(table: Table) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """Reads an index row's own columns (all but ``resource_pk`` and ``res_type``, which
+    lead every index table) in the table's column order."""
+    columns = table_columns(table)
+    if columns[:2] != ("resource_pk", "res_type") or len(columns) < 4:
+        raise RuntimeError(f"index table {table.name} does not have the expected columns")
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] = itemgetter(*columns[2:])
+    return getter
+
+
+_INDEX_VALUES = {key: _index_values(table) for key, table in DERIVED_TABLES.items()}
 
 
 def clear_index(db: RawExecutor, pk: int) -> None:
