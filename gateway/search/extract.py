@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.search.fhirpath import Evaluator, compile_path, parse_reference
-from gateway.search.registry import params_for
+from gateway.search.registry import STRING_PARTS, params_for
 from gateway.search.values import date_range, normalize_string, number_range
 from gateway.store.schema import INDEX_TABLES
 
@@ -134,9 +134,6 @@ def _index_token(param: str, values: list[Any], add: _Add) -> None:
 
 # --------------------------------------------------------------------------- string
 
-_NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
-_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country")
-
 
 def _add_string(param: str, value: Any, add: _Add) -> None:
     if type(value) is str:
@@ -145,19 +142,27 @@ def _add_string(param: str, value: Any, add: _Add) -> None:
             add("string", (param, norm, value))
 
 
-def _index_string(param: str, values: list[Any], add: _Add) -> None:
-    for value in values:
-        if type(value) is str:
-            _add_string(param, value, add)
-        elif type(value) is dict:
-            # HumanName and Address: every part is searchable (search.html §3.1.1.4.7)
-            for part in (*_NAME_PARTS, *_ADDRESS_PARTS):
-                item = value.get(part)
-                if type(item) is list:
-                    for entry in item:
-                        _add_string(param, entry, add)
-                elif item is not None:
-                    _add_string(param, item, add)
+def _string_indexer(parts: tuple[str, ...]) -> _Indexer:
+    """Indexes strings, and the ``parts`` of HumanName and Address values (search.html
+    §3.1.1.4.7: every part is searchable)."""
+
+    def index(param: str, values: list[Any], add: _Add) -> None:
+        for value in values:
+            if type(value) is str:
+                _add_string(param, value, add)
+            elif type(value) is dict:
+                for part in parts:
+                    item = value.get(part)
+                    if type(item) is list:
+                        for entry in item:
+                            _add_string(param, entry, add)
+                    elif item is not None:
+                        _add_string(param, item, add)
+
+    return index
+
+
+_index_string = _string_indexer(STRING_PARTS)
 
 
 # --------------------------------------------------------------------------- reference
@@ -310,12 +315,25 @@ for _key, _columns in INDEX_COLUMNS.items():
 
 @lru_cache(maxsize=128)
 def _plan(resource_type: str) -> tuple[tuple[str, _Indexer, Evaluator], ...]:
-    """Per type: (param code, indexer, compiled expression) of every indexed parameter."""
-    return tuple(
-        (code, _INDEXERS[param.type], compile_path(param.expression))
-        for code, param in params_for(resource_type).items()
-        if code not in SKIPPED_PARAMS and param.type not in SKIPPED_TYPES
-    )
+    """Per type: (param code, indexer, compiled expression) of every indexed parameter.
+
+    A string parameter whose values another one stores (``SearchParam.stored_in``) is
+    left out, and one on HumanName or Address skips the parts stored elsewhere.
+    """
+    plan: list[tuple[str, _Indexer, Evaluator]] = []
+    for code, param in params_for(resource_type).items():
+        if code in SKIPPED_PARAMS or param.type in SKIPPED_TYPES:
+            continue
+        indexer = _INDEXERS[param.type]
+        if param.type == "string":
+            if param.stored_in[0] != code:
+                continue
+            if param.parts_stored_elsewhere:
+                indexer = _string_indexer(
+                    tuple(p for p in STRING_PARTS if p not in param.parts_stored_elsewhere)
+                )
+        plan.append((code, indexer, compile_path(param.expression)))
+    return tuple(plan)
 
 
 def extract_index_rows(resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -341,15 +359,17 @@ def extract_index_rows(resource: dict[str, Any]) -> dict[str, list[dict[str, Any
 
 
 def extract_param_rows(resource: dict[str, Any], code: str) -> list[dict[str, Any]]:
-    """The index rows of one search parameter of ``resource`` (any table)."""
+    """The index rows of one search parameter of ``resource`` (any table), with all its
+    values, also those the index stores under another parameter."""
+    param = params_for(resource.get("resourceType", "")).get(code)
+    if param is None or code in SKIPPED_PARAMS or param.type in SKIPPED_TYPES:
+        return []
     rows: dict[tuple[str, _Row], None] = {}
 
     def add(table: str, row: _Row) -> None:
         rows[(table, row)] = None
 
-    for param_code, indexer, evaluate in _plan(resource.get("resourceType", "")):
-        if param_code == code:
-            values = evaluate(resource)
-            if values:
-                indexer(code, values, add)
+    values = compile_path(param.expression)(resource)
+    if values:
+        _INDEXERS[param.type](code, values, add)
     return [_BUILDERS[table](row) for table, row in rows]

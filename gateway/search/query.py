@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -48,6 +48,7 @@ from gateway.search.params import (
     UriValue,
     parse_search,
 )
+from gateway.search.registry import get_param
 from gateway.search.values import normalize_string, to_micros
 from gateway.store.repository import Visibility
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
@@ -459,7 +460,7 @@ def _param_rows(kind: str, resource_type: str, code: str) -> Select[Any]:
     """``SELECT resource_pk FROM sp_<kind> WHERE res_type = :t AND param = :p``."""
     table = INDEX_TABLES[kind]
     return select(table.c.resource_pk).where(
-        table.c.res_type == resource_type, table.c.param == code
+        table.c.res_type == resource_type, _param_is(table, resource_type, code)
     )
 
 
@@ -469,7 +470,19 @@ def _param_rows_of_resource(kind: str, resource_type: str, code: str, sqlite: bo
     is compared so that only the ``resource_pk`` index can serve the lookup."""
     table = INDEX_TABLES[kind]
     type_column = table.c.res_type.concat("") if sqlite else table.c.res_type
-    return select(table.c.resource_pk).where(type_column == resource_type, table.c.param == code)
+    return select(table.c.resource_pk).where(
+        type_column == resource_type, _param_is(table, resource_type, code)
+    )
+
+
+def _param_is(table: Any, resource_type: str, code: str) -> ColumnElement[bool]:
+    """Index rows of parameter ``code``: for a string parameter, the rows of every
+    parameter that stores its values (``SearchParam.stored_in``)."""
+    param = get_param(resource_type, code)
+    codes = param.stored_in if param is not None and param.stored_in else (code,)
+    if len(codes) == 1:
+        return cast(ColumnElement[bool], table.c.param == codes[0])
+    return cast(ColumnElement[bool], table.c.param.in_(codes))
 
 
 def _any(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:

@@ -7,7 +7,7 @@ part that applies to one resource type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from gateway.fhir.resource_types import STORED_TYPES
@@ -44,6 +44,31 @@ class SearchParam:
     targets: tuple[str, ...] = ()
     url: str = ""
     description: str = ""
+    stored_in: tuple[str, ...] = ()
+    """String parameters: the parameters whose index rows hold this one's values, its
+    own code first unless another parameter with the same expression stores them."""
+    parts_stored_elsewhere: frozenset[str] = frozenset()
+    """String parameters on HumanName or Address: the parts whose values are indexed
+    under another parameter of ``stored_in`` (e.g. ``Patient.address.city`` under
+    ``address-city``), so they are not indexed twice."""
+
+
+STRING_PARTS: tuple[str, ...] = (
+    "text",
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+)
+"""The parts of a HumanName and an Address a string search matches (search.html
+§3.1.1.4.7): family, given, prefix, suffix and text; line, city, district, state,
+postalCode, country and text."""
 
 
 def _expression_for(expression: str, base: str, resource_type: str) -> str:
@@ -77,7 +102,38 @@ def _all_params() -> dict[str, dict[str, SearchParam]]:
                     url=definition.get("url", ""),
                     description=definition.get("description", ""),
                 )
-    return by_type
+    return {t: _share_string_rows(params) for t, params in by_type.items()}
+
+
+def _share_string_rows(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Decides where each string parameter's values are indexed, so that none is
+    written twice for one resource:
+
+    - parameters with the same expression (Patient ``name`` and ``phonetic``) share the
+      rows of the first of them by code;
+    - a parameter on HumanName or Address leaves a part to the parameter whose
+      expression is exactly that part (``address`` leaves ``city`` to ``address-city``,
+      ``name`` leaves ``family`` to ``family``).
+
+    A search on a parameter then matches the rows of every code in its ``stored_in``.
+    """
+    owner_of: dict[str, str] = {}
+    for code in sorted(params):
+        if params[code].type == "string":
+            owner_of.setdefault(params[code].expression, code)
+    shared = dict(params)
+    for code, param in params.items():
+        if param.type != "string":
+            continue
+        owner = owner_of[param.expression]
+        parts = {
+            part: owner_of[f"{param.expression}.{part}"]
+            for part in STRING_PARTS
+            if f"{param.expression}.{part}" in owner_of
+        }
+        stored_in = (owner, *sorted(set(parts.values()) - {owner}))
+        shared[code] = replace(param, stored_in=stored_in, parts_stored_elsewhere=frozenset(parts))
+    return shared
 
 
 def params_for(resource_type: str) -> dict[str, SearchParam]:

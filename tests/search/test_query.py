@@ -14,7 +14,7 @@ from gateway.search import params as params_module
 from gateway.search import query as query_module
 from gateway.search.query import execute_search, find_matches
 from gateway.search.registry import SearchParam, params_for
-from gateway.store.schema import sp_number
+from gateway.store.schema import INDEX_TABLES, sp_number
 from tests.search.conftest import Store
 
 HETU = "urn:oid:1.2.246.21"
@@ -198,6 +198,59 @@ def test_string_exact_and_contains(people: Store) -> None:
     assert ids(people, "Patient", "family:exact=öhman") == []
     assert ids(people, "Patient", "family:contains=HMA") == ["ohman"]
     assert ids(people, "Patient", "family:contains=nen") == ["virtanen", "korhonen"]
+
+
+def test_parameters_sharing_string_rows_match_as_before(store: Store) -> None:
+    """``name`` and ``phonetic`` match through the rows of ``family`` and ``given``,
+    ``address`` through those of ``address-city`` and its siblings plus its own line
+    rows (registry._share_string_rows); every modifier and sort sees the union."""
+    home = {"line": ["Kauppakatu 1"], "city": "Äänekoski", "postalCode": "44100", "country": "FI"}
+    store.put_all(
+        patient("ohman", family="Öhman", given="Aino", address=[home]),
+        patient("virtanen", family="Virtanen", given="Matti"),
+        patient("titled", name=[{"text": "Dr. Eeva Lind", "prefix": ["Dr."]}]),
+        patient("anon"),
+    )
+    for code in ("name", "phonetic"):
+        assert ids(store, "Patient", f"{code}=öhm") == ["ohman"]
+        assert ids(store, "Patient", f"{code}=aino,matti") == ["ohman", "virtanen"]
+        assert ids(store, "Patient", f"{code}=dr") == ["titled"]
+        assert ids(store, "Patient", f"{code}:exact=Matti") == ["virtanen"]
+        assert ids(store, "Patient", f"{code}:contains=tane") == ["virtanen"]
+        assert ids(store, "Patient", f"{code}:missing=true") == ["anon"]
+    for value in ("kauppa", "aanekoski", "44100", "fi"):
+        assert ids(store, "Patient", f"address={value}") == ["ohman"]
+    assert ids(store, "Patient", "address:exact=Äänekoski") == ["ohman"]
+    assert ids(store, "Patient", "address-city=kauppa") == []
+    assert ids(store, "Patient", "address:missing=false") == ["ohman"]
+    assert ids(store, "Patient", "_sort=name") == ["ohman", "titled", "virtanen", "anon"]
+    assert ids(store, "Patient", "_sort=-phonetic") == ["virtanen", "ohman", "titled", "anon"]
+    store.put(service_request("sr", "Patient/ohman"))
+    assert ids(store, "ServiceRequest", "subject:Patient.name=aino") == ["sr"]
+
+
+def test_rows_stored_for_every_sharing_parameter_still_match_once(store: Store) -> None:
+    """Rows written before the parameters shared them (``name`` and ``phonetic`` rows
+    beside ``family``'s) leave each match single."""
+    pk = store.put(patient("ohman", family="Öhman", given="Aino"))
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(INDEX_TABLES["string"]),
+            [
+                {
+                    "resource_pk": pk,
+                    "res_type": "Patient",
+                    "param": code,
+                    "value_norm": norm,
+                    "value_exact": exact,
+                }
+                for code in ("name", "phonetic")
+                for norm, exact in (("ohman", "Öhman"), ("aino", "Aino"))
+            ],
+        )
+    assert ids(store, "Patient", "name=ohman") == ["ohman"]
+    assert ids(store, "Patient", "phonetic=aino,ohman") == ["ohman"]
+    assert store.search("Patient", "name=o&_total=accurate").total == 1
 
 
 def test_like_wildcards_and_escapes_are_literal(store: Store) -> None:
