@@ -259,6 +259,4 @@ def test_lock_current_reads_and_locks_every_existing_resource_in_one_statement(
         with database.engine.connect() as other:
             other.execute(text("SET lock_timeout = '100ms'"))
             with pytest.raises(OperationalError, match="lock timeout"):
-                other.execute(
-                    text("SELECT pk FROM resource WHERE pk = :pk FOR UPDATE"), {"pk": pk}
-                )
+                other.execute(text("SELECT pk FROM resource WHERE pk = :pk FOR UPDATE"), {"pk": pk})
