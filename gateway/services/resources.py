@@ -9,6 +9,7 @@ in one transaction.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -64,7 +65,24 @@ def now_micros() -> int:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A server-assigned id: a UUID version 7 (RFC 9562 §5.7), 48 bits of Unix time in
+    milliseconds followed by 74 random bits.
+
+    Ids created one after another sit side by side in the ``(type, id)`` index instead
+    of at random places, so a create dirties one B-tree page fewer (on SQLite, one WAL
+    frame fewer at commit; on PostgreSQL, fewer index pages to write and to log). The
+    time it reveals is the resource's first ``meta.lastUpdated``.
+    """
+    unix_ms = time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        unix_ms << 80
+        | 0x7 << 76  # version
+        | (rand >> 62 & 0xFFF) << 64  # rand_a
+        | 0b10 << 62  # variant
+        | rand & ((1 << 62) - 1)  # rand_b
+    )
+    return str(uuid.UUID(int=value))
 
 
 def ensure_type(resource_type: str) -> None:
