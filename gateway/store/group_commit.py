@@ -307,8 +307,11 @@ class GroupCommit:
         finally:
             group.committed.set()
             self._turn.release()
+            here = _running_loop()
             for loop, future in group.futures:
-                if not loop.is_closed():  # a loop that has stopped awaits nothing
+                if loop is here:  # committed on the members' own loop: no wake-up needed
+                    _settle(future, group.error)
+                elif not loop.is_closed():  # a loop that has stopped awaits nothing
                     loop.call_soon_threadsafe(_settle, future, group.error)
 
 

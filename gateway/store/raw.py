@@ -10,7 +10,8 @@ SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -24,15 +25,20 @@ SQLITE_CHUNK = 64
 """Rows per multi-row INSERT of a large SQLite batch (e.g. the access log's)."""
 
 
+Arguments = Callable[[Mapping[str, Any]], Any]
+"""Turns named values into what the driver takes: a tuple in the statement's parameter
+order for positional parameter styles, the mapping itself for named ones."""
+
+
 class RawStatement:
     """A SQLAlchemy statement with its compiled SQL cached per dialect."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[str, tuple[str, Arguments]] = {}
 
-    def compiled(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
-        """The SQL text, and the parameter order when the driver takes positional ones."""
+    def compiled(self, dialect: Dialect) -> tuple[str, Arguments]:
+        """The SQL text, and how to pass it the values by name."""
         key = dialect.name
         found = self._compiled.get(key)
         if found is None:
@@ -41,10 +47,21 @@ class RawStatement:
             )
             assert isinstance(compiled, SQLCompiler)
             positions = compiled.positiontup if compiled.positional else None
-            order = tuple(positions) if positions is not None else None
-            found = (compiled.string, order)
+            found = (compiled.string, _positional(tuple(positions)) if positions else _named)
             self._compiled[key] = found
         return found
+
+
+def _named(values: Mapping[str, Any]) -> Any:
+    return values
+
+
+def _positional(order: tuple[str, ...]) -> Arguments:
+    if len(order) == 1:
+        (name,) = order
+        return lambda values: (values[name],)
+    getter: Arguments = itemgetter(*order)
+    return getter
 
 
 class RawExecutor:
@@ -61,12 +78,9 @@ class RawExecutor:
         """The executor sharing an open SQLAlchemy connection (and its transaction)."""
         return cls(conn.connection.driver_connection, conn.dialect)
 
-    def _arguments(self, order: tuple[str, ...] | None, values: Mapping[str, Any]) -> Any:
-        return tuple(values[name] for name in order) if order is not None else values
-
     def fetchone(self, statement: RawStatement, values: Mapping[str, Any]) -> Sequence[Any] | None:
-        sql, order = statement.compiled(self.dialect)
-        return self.fetchone_sql(sql, self._arguments(order, values))
+        sql, arguments = statement.compiled(self.dialect)
+        return self.fetchone_sql(sql, arguments(values))
 
     def fetchone_sql(self, sql: str, arguments: Any) -> Sequence[Any] | None:
         """The first row of SQL text written for this dialect's driver (its parameter
@@ -80,8 +94,8 @@ class RawExecutor:
             cursor.close()
 
     def fetchall(self, statement: RawStatement, values: Mapping[str, Any]) -> list[Sequence[Any]]:
-        sql, order = statement.compiled(self.dialect)
-        return self.fetchall_sql(sql, self._arguments(order, values))
+        sql, arguments = statement.compiled(self.dialect)
+        return self.fetchall_sql(sql, arguments(values))
 
     def fetchall_sql(self, sql: str, arguments: Any) -> list[Sequence[Any]]:
         """Every row of SQL text written for this dialect's driver (as ``fetchone_sql``)."""
@@ -94,20 +108,20 @@ class RawExecutor:
 
     def execute(self, statement: RawStatement, values: Mapping[str, Any]) -> int:
         """Runs one statement; returns the number of rows it changed."""
-        sql, order = statement.compiled(self.dialect)
+        sql, arguments = statement.compiled(self.dialect)
         cursor = self.dbapi.cursor()
         try:
-            cursor.execute(sql, self._arguments(order, values))
+            cursor.execute(sql, arguments(values))
             count: int = cursor.rowcount
             return count
         finally:
             cursor.close()
 
     def executemany(self, statement: RawStatement, rows: Iterable[Mapping[str, Any]]) -> None:
-        sql, order = statement.compiled(self.dialect)
+        sql, arguments = statement.compiled(self.dialect)
         cursor = self.dbapi.cursor()
         try:
-            cursor.executemany(sql, [self._arguments(order, row) for row in rows])
+            cursor.executemany(sql, [arguments(row) for row in rows])
         finally:
             cursor.close()
 
@@ -128,34 +142,39 @@ class RawExecutor:
         """
         if not rows:
             return
-        columns = table_columns(table)
-        names = ", ".join(columns)
         cursor = self.dbapi.cursor()
         try:
             if self.dialect.name != "postgresql":
-                one = "(" + ", ".join("?" for _ in columns) + ")"
                 # Large batches go in statements of SQLITE_CHUNK rows (one step each, so
                 # the driver releases the GIL once per chunk, not once per row); the
                 # rest through executemany. Two statement texts per table stay cached.
                 full = len(rows) - len(rows) % SQLITE_CHUNK
                 if full:
-                    sql = f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join(
-                        one for _ in range(SQLITE_CHUNK)
-                    )
+                    sql = _insert_sql(table, SQLITE_CHUNK, "?")
                     for start in range(0, full, SQLITE_CHUNK):
-                        cursor.execute(
-                            sql, [v for row in rows[start : start + SQLITE_CHUNK] for v in row]
-                        )
+                        chunk = rows[start : start + SQLITE_CHUNK]
+                        cursor.execute(sql, [v for row in chunk for v in row])
                 if full < len(rows):
-                    cursor.executemany(
-                        f"INSERT INTO {table.name} ({names}) VALUES {one}", rows[full:]
-                    )
+                    cursor.executemany(_insert_sql(table, 1, "?"), rows[full:])
                 return
-            one = "(" + ", ".join("%s" for _ in columns) + ")"
-            sql = f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join(one for _ in rows)
+            count = len(rows)
+            sql = _insert_sql(table, count, "%s") if count <= SQLITE_CHUNK else _build(table, count)
             cursor.execute(sql, [v for row in rows for v in row])
         finally:
             cursor.close()
+
+
+def _build(table: Table, rows: int, placeholder: str = "%s") -> str:
+    """``INSERT INTO table (every column) VALUES (…), …`` for ``rows`` rows."""
+    columns = table_columns(table)
+    one = "(" + ", ".join(placeholder for _ in columns) + ")"
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES " + ", ".join(
+        one for _ in range(rows)
+    )
+
+
+_insert_sql = lru_cache(maxsize=512)(_build)
+"""``_build`` for the texts used again and again (up to SQLITE_CHUNK rows)."""
 
 
 def table_columns(table: Table) -> tuple[str, ...]:
