@@ -182,7 +182,8 @@ def _hetus(db: Database, patient_ids: Iterable[str]) -> Mapping[str, str]:
     seen (mostly the one Patient a request has just created)."""
     if len(_HETU_CACHE) > _HETU_CACHE_SIZE:
         _HETU_CACHE.clear()
-    missing = set(patient_ids) - _HETU_CACHE.keys()
+    # Not ``set - dict.keys()``: that copies every key of the cache.
+    missing = {p for p in patient_ids if p not in _HETU_CACHE}
     if missing:
         with db.read_raw() as raw:
             for patient_id in sorted(missing):
