@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select, text
 
 from gateway.audit.schema import audit_entry, audit_key
 from gateway.errors import FhirError
@@ -164,40 +164,26 @@ _HETU_CACHE: dict[str, str] = {}
 _HETU_CACHE_SIZE = 200_000
 
 
-_PATIENT_HETU = RawStatement(
-    select(sp_token.c.code)
-    .join(resource, sp_token.c.resource_pk == resource.c.pk)
-    .where(
-        resource.c.res_type == bindparam("res_type"),
-        resource.c.res_id == bindparam("patient_id"),
-        sp_token.c.param == bindparam("param"),
-        sp_token.c.system == bindparam("system"),
-    )
-)
-
-
 def _hetus(db: Database, patient_ids: Iterable[str]) -> Mapping[str, str]:
     """Patient id → HETU (identifier ``urn:oid:1.2.246.21``) from the search index; the
-    database is read, one precompiled lookup per id, only for ids the process has not
-    seen (mostly the one Patient a request has just created)."""
+    database is read only for ids the process has not seen."""
     if len(_HETU_CACHE) > _HETU_CACHE_SIZE:
         _HETU_CACHE.clear()
     # Not ``set - dict.keys()``: that copies every key of the cache.
-    missing = {p for p in patient_ids if p not in _HETU_CACHE}
+    missing = sorted({p for p in patient_ids if p not in _HETU_CACHE})
     if missing:
-        with db.read_raw() as raw:
-            for patient_id in sorted(missing):
-                row = raw.fetchone(
-                    _PATIENT_HETU,
-                    {
-                        "res_type": "Patient",
-                        "patient_id": patient_id,
-                        "param": "identifier",
-                        "system": HETU_SYSTEM,
-                    },
+        with db.read() as conn:
+            rows = conn.execute(
+                select(resource.c.res_id, sp_token.c.code)
+                .join(sp_token, sp_token.c.resource_pk == resource.c.pk)
+                .where(
+                    resource.c.res_type == "Patient",
+                    resource.c.res_id.in_(missing),
+                    sp_token.c.param == "identifier",
+                    sp_token.c.system == HETU_SYSTEM,
                 )
-                if row is not None:
-                    _HETU_CACHE[patient_id] = row[0]
+            )
+            _HETU_CACHE.update((res_id, code) for res_id, code in rows)
     return _HETU_CACHE
 
 
