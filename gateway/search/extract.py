@@ -326,7 +326,7 @@ def _plan(resource_type: str) -> tuple[tuple[str, _Indexer, Evaluator], ...]:
             continue
         indexer = _INDEXERS[param.type]
         if param.type == "string":
-            if param.stored_in[0] != code:
+            if param.stored_in and param.stored_in[0] != code:
                 continue
             if param.parts_stored_elsewhere:
                 indexer = _string_indexer(
