@@ -143,8 +143,8 @@ def _add_string(param: str, value: Any, add: _Add) -> None:
 
 
 def _string_indexer(parts: tuple[str, ...]) -> _Indexer:
-    """Indexes strings, and the ``parts`` of HumanName and Address values (search.html
-    §3.1.1.4.7: every part is searchable)."""
+    """Indexes strings, and the ``parts`` of HumanName and Address values (R4
+    search.html#string: every part is searchable)."""
 
     def index(param: str, values: list[Any], add: _Add) -> None:
         for value in values:

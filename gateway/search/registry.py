@@ -66,9 +66,9 @@ STRING_PARTS: tuple[str, ...] = (
     "postalCode",
     "country",
 )
-"""The parts of a HumanName and an Address a string search matches (search.html
-§3.1.1.4.7): family, given, prefix, suffix and text; line, city, district, state,
-postalCode, country and text."""
+"""The parts of a HumanName and an Address a string search matches (R4 search.html#string
+and the ``address`` parameters' definitions): family, given, prefix, suffix and text;
+line, city, district, state, postalCode, country and text."""
 
 
 def _expression_for(expression: str, base: str, resource_type: str) -> str:

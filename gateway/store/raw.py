@@ -128,8 +128,7 @@ class RawExecutor:
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Inserts rows given as column → value mappings (see ``insert_values``)."""
         if rows:
-            columns = table_columns(table)
-            self.insert_values(table, list(map(itemgetter(*columns), rows)))
+            self.insert_values(table, list(map(_positional(table_columns(table)), rows)))
 
     def insert_values(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
         """Inserts rows into one of the store's own tables in one round trip; each row
