@@ -47,7 +47,7 @@ class RawStatement:
             )
             assert isinstance(compiled, SQLCompiler)
             positions = compiled.positiontup if compiled.positional else None
-            found = (compiled.string, _positional(tuple(positions)) if positions else _named)
+            found = (compiled.string, row_reader(tuple(positions)) if positions else _named)
             self._compiled[key] = found
         return found
 
@@ -56,11 +56,12 @@ def _named(values: Mapping[str, Any]) -> Any:
     return values
 
 
-def _positional(order: tuple[str, ...]) -> Arguments:
-    if len(order) == 1:
-        (name,) = order
+def row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """Reads the values of ``names`` from a mapping, as a tuple in that order."""
+    if len(names) == 1:
+        (name,) = names
         return lambda values: (values[name],)
-    getter: Arguments = itemgetter(*order)
+    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] = itemgetter(*names)
     return getter
 
 
@@ -128,7 +129,7 @@ class RawExecutor:
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Inserts rows given as column → value mappings (see ``insert_values``)."""
         if rows:
-            self.insert_values(table, list(map(_positional(table_columns(table)), rows)))
+            self.insert_values(table, list(map(row_reader(table_columns(table)), rows)))
 
     def insert_values(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
         """Inserts rows into one of the store's own tables in one round trip; each row

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +27,7 @@ from sqlalchemy import (
 )
 
 from gateway.store import pg_write
-from gateway.store.raw import RawExecutor, RawStatement, table_columns
+from gateway.store.raw import RawExecutor, RawStatement, row_reader, table_columns
 from gateway.store.schema import DERIVED_TABLES, resource, resource_version, sp_reference, sp_token
 
 
@@ -370,10 +369,9 @@ def _index_values(table: Table) -> Callable[[Mapping[str, Any]], tuple[Any, ...]
     """Reads an index row's own columns (all but ``resource_pk`` and ``res_type``, which
     lead every index table) in the table's column order."""
     columns = table_columns(table)
-    if columns[:2] != ("resource_pk", "res_type") or len(columns) < 4:
+    if columns[:2] != ("resource_pk", "res_type"):
         raise RuntimeError(f"index table {table.name} does not have the expected columns")
-    getter: Callable[[Mapping[str, Any]], tuple[Any, ...]] = itemgetter(*columns[2:])
-    return getter
+    return row_reader(columns[2:])
 
 
 _INDEX_VALUES = {key: _index_values(table) for key, table in DERIVED_TABLES.items()}
