@@ -32,7 +32,7 @@ from gateway.policy.engine import (
 )
 from gateway.policy.rules import access_rules
 from gateway.store.database import Database
-from gateway.store.repository import Visibility
+from gateway.store.repository import KeyedVisibility, Visibility
 from gateway.store.schema import resource
 
 AGREEMENT_RECHECK_SECONDS = 1.0
@@ -177,7 +177,11 @@ class TrustPolicy:
                 cached = _CONDITIONS[key] = (agreements, built)
             return cached[1]
 
-        return condition
+        # The conditions depend on nothing else, and on the clock only through consent
+        # periods. The agreements are the cache's own object, kept alive by every holder
+        # of the key, so their id is not reused.
+        clock = now if any(a.consent_required for a in agreements) else None
+        return KeyedVisibility((organization, purpose, clock, id(agreements)), condition)
 
     def decide(self, facts: ResourceFacts) -> Decision:
         return decide(

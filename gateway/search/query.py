@@ -9,7 +9,7 @@ correct while other transactions write; see ``gateway.search.cursor``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -30,6 +30,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.errors import InvalidSearch
@@ -49,8 +50,10 @@ from gateway.search.params import (
     parse_search,
 )
 from gateway.search.registry import get_param
+from gateway.search.shapes import Shape, shape_of
 from gateway.search.values import normalize_string, to_micros
-from gateway.store.repository import Visibility
+from gateway.store.raw import RawExecutor, compile_statement
+from gateway.store.repository import KeyedVisibility, Visibility
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
 
 _DAY_MICROS = 86_400 * 1_000_000
@@ -94,17 +97,48 @@ class SearchPage:
     previous_cursor: str | None
 
 
-def _stored_row(row: Any) -> StoredRow:
+def _stored_row(row: Sequence[Any]) -> StoredRow:
+    """A row that starts with ``_ROW_COLUMNS`` (a Core row or a driver's tuple)."""
+    pk, res_type, res_id, version, last_updated, body, custodian, client = row[:8]
     return StoredRow(
-        pk=row.pk,
-        res_type=row.res_type,
-        res_id=row.res_id,
-        version=row.version,
-        last_updated=row.last_updated,
-        body=bytes(row.body) if row.body is not None else b"",
-        custodian=row.custodian,
-        client=row.client,
+        pk=pk,
+        res_type=res_type,
+        res_id=res_id,
+        version=version,
+        last_updated=last_updated,
+        body=bytes(body) if body is not None else b"",
+        custodian=custodian,
+        client=client,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledSearch:
+    """A search statement compiled for one shape: its SQL text, how to pass it values by
+    name, and the values of everything but the search's own (types, parameter codes, the
+    page size, the access policy's condition)."""
+
+    sql: str
+    reader: Callable[[Mapping[str, Any]], Any]
+    fixed: dict[str, Any]
+    visibility: Visibility | None
+    """Kept so that the objects named by its key stay alive as long as the entry."""
+
+    @classmethod
+    def of(
+        cls, statement: Select[Any], dialect: Dialect, visibility: Visibility | None
+    ) -> _CompiledSearch:
+        sql, reader, compiled = compile_statement(statement, dialect)
+        return cls(sql, reader, dict(compiled.construct_params()), visibility)
+
+    def arguments(self, values: Mapping[str, Any]) -> Any:
+        """The driver's arguments for one search's slot values."""
+        return self.reader({**self.fixed, **values})
+
+
+_COMPILED_SEARCHES: dict[tuple[str, str, Hashable, Hashable], _CompiledSearch] = {}
+"""Compiled searches by (use, dialect, shape, access-policy key); emptied when full."""
+_COMPILED_SEARCH_LIMIT = 1024
 
 
 def _now_micros() -> int:
@@ -499,7 +533,9 @@ def _is_lookup(criterion: Criterion) -> bool:
     if not criterion.values:
         return True
     if criterion.param.type == "reference":
-        return all(isinstance(v, ReferenceValue) and v.target_id for v in criterion.values)
+        return all(
+            isinstance(v, ReferenceValue) and v.target_id is not None for v in criterion.values
+        )
     return criterion.param.code == "identifier" and criterion.modifier is None
 
 
@@ -620,9 +656,7 @@ def _sort_columns(
 
 
 @lru_cache(maxsize=256)
-def _plain_page(
-    sort: tuple[SortKey, ...], backward: bool
-) -> tuple[Select[Any], list[_SortColumn], list[str]]:
+def _plain_page(sort: tuple[SortKey, ...], backward: bool) -> tuple[Select[Any], list[_SortColumn]]:
     """The ordered row query for sorts on ``_id``/``_lastUpdated``/insertion order only."""
     columns = _sort_columns(SearchRequest("", sort=sort), resource.c, {})
     labels = [c.expression.label(f"sort_{i}") for i, c in enumerate(columns)]
@@ -631,7 +665,7 @@ def _plain_page(
         for label, column in zip(labels, columns, strict=True)
     ]
     statement = select(*_ROW_COLUMNS, *labels).order_by(*order)
-    return statement, columns, [label.name for label in labels]
+    return statement, columns
 
 
 def _sort_kinds(request: SearchRequest) -> list[ColumnKind]:
@@ -678,16 +712,63 @@ class _Search:
         conn: Connection,
         request: SearchRequest,
         visibility: Visibility | None,
+        *,
+        compiled: bool = True,
     ) -> None:
         self.conn = conn
         self.request = request
         self.visibility = visibility
-        self.extra_where = (
-            () if visibility is None else (visibility(resource, request.resource_type),)
-        )
         self.builder = _ConditionBuilder(conn.dialect.name, _now_micros(), visibility)
         self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
         self._positive_sizes: list[int] | None = None
+        self._shape = self._static_shape() if compiled else None
+
+    @property
+    def extra_where(self) -> tuple[ColumnElement[bool], ...]:
+        """The access policy's condition on the matches, if any."""
+        if self.visibility is None:
+            return ()
+        return (self.visibility(resource, self.request.resource_type),)
+
+    # -- statements compiled per search shape
+
+    def _static_shape(self) -> Shape | None:
+        """The request's shape when its statements can be compiled once for every search
+        of that shape: its values can be lifted (``gateway.search.shapes``), the access
+        policy's condition is keyed, and the plan does not depend on the data (on
+        SQLite a search with several criteria, or one that is not a lookup, first counts
+        index rows to choose the way in; see ``_criteria_conditions``)."""
+        request = self.request
+        if self.visibility is not None and not isinstance(self.visibility, KeyedVisibility):
+            return None
+        if self.builder.sqlite and (
+            len(request.criteria) > 1
+            or (len(request.criteria) == 1 and not _is_lookup(request.criteria[0]))
+        ):
+            return None
+        return shape_of(request)
+
+    def _fetch_rows(self, use: str, build: Callable[[_Search], Select[Any]]) -> list[Any]:
+        """The rows of the statement that ``build`` makes for this search: run from the
+        text compiled for the search's shape and ``use`` when it has one, with this
+        search's values bound; built and run through SQLAlchemy Core otherwise."""
+        shape = self._shape
+        if shape is None:
+            return list(self.conn.execute(build(self)))
+        visibility_key = (
+            self.visibility.key if isinstance(self.visibility, KeyedVisibility) else None
+        )
+        key = (use, self.conn.dialect.name, shape.key, visibility_key)
+        compiled = _COMPILED_SEARCHES.get(key)
+        if compiled is None:
+            template = _Search(self.conn, shape.template, self.visibility, compiled=False)
+            compiled = _CompiledSearch.of(build(template), self.conn.dialect, self.visibility)
+            if len(_COMPILED_SEARCHES) >= _COMPILED_SEARCH_LIMIT:
+                _COMPILED_SEARCHES.clear()
+            _COMPILED_SEARCHES[key] = compiled
+        return RawExecutor.of(self.conn).fetchall_sql(
+            compiled.sql, compiled.arguments(shape.values)
+        )
 
     def match_conditions(self, *, counting: bool = False) -> list[ColumnElement[bool]]:
         """The conditions of the matches (without paging), built once per search and use."""
@@ -760,21 +841,26 @@ class _Search:
         return int(self.conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
     def count(self) -> int:
-        """The number of matches; from the index alone when one criterion decides them."""
+        """The number of matches."""
+        ((total,),) = self._fetch_rows("count", _Search.count_statement)
+        return int(total)
+
+    def count_statement(self) -> Select[Any]:
+        """``SELECT count(…)`` of the matches; from the index alone when one criterion
+        decides them."""
         criteria = self.request.criteria
-        if len(criteria) == 1 and not self.extra_where:
+        if len(criteria) == 1 and self.visibility is None:
             pks = self.builder.matching_pks(criteria[0])
             if pks is not None:
                 matched = pks.subquery()
                 column = next(iter(matched.c))
-                return int(self.conn.execute(select(func.count(column.distinct()))).scalar_one())
+                return select(func.count(column.distinct()))
         conditions = self.match_conditions(counting=True)
-        statement = select(func.count()).select_from(resource).where(*conditions)
-        return int(self.conn.execute(statement).scalar_one())
+        return select(func.count()).select_from(resource).where(*conditions)
 
-    def page_statement(self, cursor: Cursor | None) -> tuple[Select[Any], list[str]]:
+    def page_statement(self, cursor: Cursor | None) -> Select[Any]:
         """The query of one page: up to ``count + 1`` rows in sort order beyond the cursor,
-        with the sort columns labelled ``sort_<n>``."""
+        each row's columns followed by its sort columns (its cursor position)."""
         request = self.request
         backward = cursor is not None and cursor.backward
         limit = request.count + 1
@@ -794,10 +880,10 @@ class _Search:
 
         conditions = self.match_conditions()
         if not key_values:
-            base, columns, names = _plain_page(request.sort, backward)
+            base, columns = _plain_page(request.sort, backward)
             if cursor is not None:
                 conditions.append(_keyset(columns, cursor))
-            return base.where(*conditions).limit(limit), names
+            return base.where(*conditions).limit(limit)
 
         # Sorting on parameter values: each value is computed once per match in a derived
         # table that the planners do not merge into the outer query (OFFSET 0); only the
@@ -834,7 +920,7 @@ class _Search:
             .join_from(page, resource, resource.c.pk == page.c.page_pk)
             .order_by(*outer_order)
         )
-        return statement, names
+        return statement
 
     def page(self) -> SearchPage:
         request = self.request
@@ -848,15 +934,18 @@ class _Search:
                 request.cursor, sort_signature=signature, kinds=_sort_kinds(request)
             )
         backward = cursor is not None and cursor.backward
-        statement, labels = self.page_statement(cursor)
-        fetched = list(self.conn.execute(statement))
+        if cursor is None:
+            fetched = self._fetch_rows("page", lambda search: search.page_statement(None))
+        else:
+            # A cursor's position is bound into its keyset condition: built per request.
+            fetched = list(self.conn.execute(self.page_statement(cursor)))
         has_more = len(fetched) > request.count
         rows = fetched[: request.count]
         if backward:
             rows.reverse()
 
         def position(row: Any) -> tuple[CursorValue, ...]:
-            return tuple(row._mapping[label] for label in labels)
+            return tuple(row[len(_ROW_COLUMNS) :])
 
         def make(position_: tuple[CursorValue, ...], *, back: bool, inclusive: bool = False) -> str:
             return encode_cursor(Cursor(position_, back, inclusive, signature))
@@ -1013,10 +1102,13 @@ def find_matches(
     if not request.criteria:
         raise InvalidSearch(f"A conditional {resource_type} query needs at least one criterion")
     search = _Search(conn, request, visibility)
-    statement = (
-        select(*_ROW_COLUMNS).where(*search.match_conditions()).order_by(resource.c.pk).limit(limit)
+    rows = search._fetch_rows(
+        f"matches:{limit}",
+        lambda s: (
+            select(*_ROW_COLUMNS).where(*s.match_conditions()).order_by(resource.c.pk).limit(limit)
+        ),
     )
-    return [_stored_row(r) for r in conn.execute(statement)]
+    return [_stored_row(r) for r in rows]
 
 
 __all__ = [

@@ -42,14 +42,22 @@ class RawStatement:
         key = dialect.name
         found = self._compiled.get(key)
         if found is None:
-            compiled = self.statement.compile(
-                dialect=dialect, compile_kwargs={"render_postcompile": True}
-            )
-            assert isinstance(compiled, SQLCompiler)
-            positions = compiled.positiontup if compiled.positional else None
-            found = (compiled.string, row_reader(tuple(positions)) if positions else _named)
-            self._compiled[key] = found
+            sql, arguments, _ = compile_statement(self.statement, dialect)
+            found = self._compiled[key] = (sql, arguments)
         return found
+
+
+def compile_statement(
+    statement: ClauseElement, dialect: Dialect
+) -> tuple[str, Arguments, SQLCompiler]:
+    """A statement's SQL text for ``dialect`` (every ``IN`` list expanded), how to pass
+    it values by name, and the compiled form (whose ``construct_params()`` names the
+    values bound in the statement itself)."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    assert isinstance(compiled, SQLCompiler)
+    positions = compiled.positiontup if compiled.positional else None
+    arguments = row_reader(tuple(positions)) if positions else _named
+    return compiled.string, arguments, compiled
 
 
 def _named(values: Mapping[str, Any]) -> Any:

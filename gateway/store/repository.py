@@ -7,7 +7,7 @@ the version they read (optimistic concurrency), so two writers can never both wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,18 @@ class StoredResource:
 # The access policy's condition on a row of ``resource`` (or an alias of it), given the
 # one type all those rows have, if they have one.
 Visibility = Callable[[FromClause, str | None], ColumnElement[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedVisibility:
+    """A :data:`Visibility` whose conditions are the same for every request with the same
+    ``key``, so that statements compiled with them serve all those requests."""
+
+    key: Hashable
+    condition: Visibility
+
+    def __call__(self, res: FromClause, resource_type: str | None) -> ColumnElement[bool]:
+        return self.condition(res, resource_type)
 
 
 class StaleVersion(Exception):

@@ -14,6 +14,7 @@ from gateway.search import params as params_module
 from gateway.search import query as query_module
 from gateway.search.query import execute_search, find_matches
 from gateway.search.registry import SearchParam, params_for
+from gateway.store.repository import KeyedVisibility
 from gateway.store.schema import INDEX_TABLES, sp_number
 from tests.search.conftest import Store
 
@@ -814,6 +815,42 @@ def test_visibility_restricts_matches_and_totals(people: Store) -> None:
     )
     assert [r.res_id for r in page.matches] == ["korhonen"]
     assert page.total == 1
+
+
+def test_compiled_searches_bind_each_searchs_own_values(people: Store) -> None:
+    """Searches of one shape share one compiled statement, each with its own values."""
+    query_module._COMPILED_SEARCHES.clear()
+    assert ids(people, "Patient", f"identifier={HETU}|010190-900P") == ["virtanen"]
+    assert ids(people, "Patient", f"identifier={HETU}|280255-9340") == ["ohman"]
+    assert ids(people, "Patient", f"identifier={HETU}|999999-999X") == []
+    assert ids(people, "Patient", "identifier=urn:other|010190-900P") == ["other-system"]
+    pages = [key for key in query_module._COMPILED_SEARCHES if key[0] == "page"]
+    assert len(pages) == 1
+    assert people.search("Patient", f"identifier={HETU}|010190-900P", count=1).total == 1
+    with people.engine.connect() as conn:
+        for hetu, expected in (("010190-900P", ["virtanen"]), ("280255-9340", ["ohman"])):
+            found = find_matches(conn, "Patient", [("identifier", f"{HETU}|{hetu}")])
+            assert [r.res_id for r in found] == expected
+
+
+def test_compiled_searches_keep_each_access_policys_condition(people: Store) -> None:
+    """A keyed visibility is compiled into the statement per key: the same shape with
+    another key never reuses the first one's condition."""
+
+    def hiding(res_id: str) -> KeyedVisibility:
+        return KeyedVisibility(res_id, lambda res, _type: res.c.res_id != res_id)
+
+    query = "identifier=010190-900P"  # any system: three Patients
+    without_virtanen = ["other-system", "no-system"]
+    assert ids(people, "Patient", query, visibility=hiding("virtanen")) == without_virtanen
+    assert ids(people, "Patient", query, visibility=hiding("no-system")) == [
+        "virtanen",
+        "other-system",
+    ]
+    assert ids(people, "Patient", query, visibility=hiding("virtanen")) == without_virtanen
+    page = people.search("Patient", query, count=1, visibility=hiding("other-system"))
+    assert [r.res_id for r in page.matches] == ["virtanen"]
+    assert page.total == 2
 
 
 def test_find_matches(people: Store) -> None:

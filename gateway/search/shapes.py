@@ -1,0 +1,142 @@
+"""Search shapes: a parsed search with its values lifted out as bound parameters.
+
+Two searches that differ only in their values (``identifier=A|1`` and
+``identifier=B|2``) have the same SQL. :func:`shape_of` turns a request into its
+*shape*: a hashable key naming everything that decides the SQL text (type, parameters,
+modifiers, which parts of each value are present, date prefixes, sort, page size) and a
+template request whose values are named bound parameters (``slot_0``, ``slot_1``, …),
+plus the values themselves. The query builder builds and compiles the template once per
+shape; later searches of that shape run the compiled text with their own values
+(see ``gateway.search.query``).
+
+Only values that the builder puts into the SQL unchanged can be lifted: tokens
+(search.html §3.1.1.4.9), references given as ``Type/id``, an id or a URL (§3.1.1.4.10)
+and dates with any prefix but ``ap`` (§3.1.1.4.3, whose margin depends on the clock).
+Strings are normalized and turned into ranges, numbers and URIs into computed bounds, so
+searches on them, modifiers, chains and ``_has`` keep being built per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from sqlalchemy import bindparam
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.types import NullType
+
+from gateway.search.params import (
+    Criterion,
+    DateValue,
+    MissingValue,
+    ReferenceValue,
+    SearchRequest,
+    SearchValue,
+    TokenValue,
+)
+
+SLOT_PREFIX = "slot_"
+"""Names of the bound parameters that carry a search's values."""
+
+# Parameters the builder answers from columns of ``resource`` with computed values.
+_RESOURCE_COLUMN_PARAMS = ("_id", "_lastUpdated")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A search's shape (``key``), its template request and its values by slot name."""
+
+    key: Hashable
+    template: SearchRequest
+    values: dict[str, Any]
+
+
+class _Slots:
+    """Hands out one bound parameter per value, named in order of appearance."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def lift(self, value: Any) -> Any:
+        """``value`` as a named bound parameter (None stays None: it is part of the shape)."""
+        if value is None:
+            return None
+        name = f"{SLOT_PREFIX}{len(self.values)}"
+        self.values[name] = value
+        # Untyped, so that each comparison binds it as its column's type (a date's bounds
+        # are BIGINT on PostgreSQL, not the INTEGER a Python int would suggest).
+        parameter: BindParameter[Any] = bindparam(name, value, type_=NullType())
+        # The template's values stand where the builder expects plain Python values.
+        return cast(Any, parameter)
+
+
+def _lift_value(value: SearchValue | MissingValue, slots: _Slots) -> tuple[Any, Any] | None:
+    """The value's shape and its template, or None when it cannot be lifted."""
+    if isinstance(value, TokenValue):
+        shape = ("token", value.system is None, value.code is None, value.match_system)
+        return shape, TokenValue(
+            slots.lift(value.system), slots.lift(value.code), value.match_system
+        )
+    if isinstance(value, ReferenceValue):
+        shape = (
+            "reference",
+            value.target_type is None,
+            value.target_id is None,
+            value.url is None,
+        )
+        template = ReferenceValue(
+            slots.lift(value.target_type), slots.lift(value.target_id), slots.lift(value.url)
+        )
+        return shape, template
+    if isinstance(value, DateValue) and value.prefix != "ap":
+        return ("date", value.prefix), DateValue(
+            value.prefix, slots.lift(value.low), slots.lift(value.high)
+        )
+    return None
+
+
+def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion] | None:
+    param = criterion.param
+    if (
+        criterion.modifier is not None
+        or criterion.chained
+        or criterion.has_source is not None
+        or not criterion.values
+        or param.code in _RESOURCE_COLUMN_PARAMS
+    ):
+        return None
+    shapes: list[Any] = []
+    values: list[Any] = []
+    for value in criterion.values:
+        lifted = _lift_value(value, slots)
+        if lifted is None:
+            return None
+        shapes.append(lifted[0])
+        values.append(lifted[1])
+    shape = (criterion.resource_type, param.code, param.type, tuple(shapes))
+    return shape, replace(criterion, raw_value="", values=tuple(values))
+
+
+def shape_of(request: SearchRequest) -> Shape | None:
+    """The shape of a search's criteria, sort and page size; None when a criterion has a
+    value that cannot be lifted (see the module docstring). Includes, ``_summary``,
+    ``_elements``, ``_total`` and the cursor are not part of the shape: the caller
+    decides which of them a compiled statement may serve."""
+    slots = _Slots()
+    shapes: list[Any] = []
+    criteria: list[Criterion] = []
+    for criterion in request.criteria:
+        lifted = _lift_criterion(criterion, slots)
+        if lifted is None:
+            return None
+        shapes.append(lifted[0])
+        criteria.append(lifted[1])
+    key = (request.resource_type, tuple(shapes), request.sort, request.count)
+    template = SearchRequest(
+        request.resource_type, criteria=tuple(criteria), sort=request.sort, count=request.count
+    )
+    return Shape(key, template, slots.values)
+
+
+__all__ = ["SLOT_PREFIX", "Shape", "shape_of"]

@@ -1,0 +1,80 @@
+"""Search shapes: values lifted out of a parsed search (gateway.search.shapes)."""
+
+from __future__ import annotations
+
+from sqlalchemy.sql.elements import BindParameter
+
+from gateway.search.params import DateValue, ReferenceValue, TokenValue, parse_search
+from gateway.search.shapes import Shape, shape_of
+
+HETU = "urn:oid:1.2.246.21"
+
+
+def _maybe_shape(resource_type: str, *query: tuple[str, str]) -> Shape | None:
+    request, _ = parse_search(
+        resource_type, list(query), strict=True, default_count=20, max_count=100
+    )
+    return shape_of(request)
+
+
+def _shape(resource_type: str, *query: tuple[str, str]) -> Shape:
+    shape = _maybe_shape(resource_type, *query)
+    assert shape is not None
+    return shape
+
+
+def test_searches_differing_only_in_values_share_a_shape() -> None:
+    first = _shape("Patient", ("identifier", f"{HETU}|010190-900P"))
+    second = _shape("Patient", ("identifier", f"{HETU}|280255-9340"))
+    assert first.key == second.key
+    assert first.values == {"slot_0": HETU, "slot_1": "010190-900P"}
+    assert second.values == {"slot_0": HETU, "slot_1": "280255-9340"}
+
+
+def test_the_parts_a_value_has_are_part_of_the_shape() -> None:
+    keys = {
+        _shape("Patient", ("identifier", query)).key
+        for query in (f"{HETU}|1", "1", "|1", f"{HETU}|")
+    }
+    assert len(keys) == 4
+    two_values = _shape("Patient", ("identifier", f"{HETU}|1,{HETU}|2"))
+    one_value = _shape("Patient", ("identifier", f"{HETU}|1"))
+    assert two_values.key != one_value.key
+
+
+def test_page_size_sort_and_date_prefix_are_part_of_the_shape() -> None:
+    base = _shape("ServiceRequest", ("authored", "ge2025-01-01"))
+    others = (
+        _shape("ServiceRequest", ("authored", "lt2025-01-01")),
+        _shape("ServiceRequest", ("authored", "ge2025-01-01"), ("_sort", "-authored")),
+        _shape("ServiceRequest", ("authored", "ge2025-01-01"), ("_count", "5")),
+    )
+    assert all(base.key != other.key for other in others)
+
+
+def test_template_holds_bound_parameters_where_the_values_were() -> None:
+    shape = _shape(
+        "ServiceRequest",
+        ("subject", "Patient/p1"),
+        ("code", "http://snomed.info/sct|123"),
+        ("authored", "ge2025-01-01"),
+    )
+    subject, code, authored = (c.values[0] for c in shape.template.criteria)
+    assert isinstance(subject, ReferenceValue) and subject.url is None
+    assert isinstance(subject.target_type, BindParameter)
+    assert isinstance(code, TokenValue) and code.match_system
+    assert isinstance(code.code, BindParameter)
+    assert isinstance(authored, DateValue) and authored.prefix == "ge"
+    assert isinstance(authored.low, BindParameter)
+    assert shape.values["slot_0"] == "Patient"
+    assert shape.values["slot_1"] == "p1"
+
+
+def test_values_the_builder_transforms_are_not_lifted() -> None:
+    assert _maybe_shape("Patient", ("family", "Virtanen")) is None  # normalized prefix range
+    assert _maybe_shape("Patient", ("birthdate", "ap1990-01-01")) is None  # margin from the clock
+    assert _maybe_shape("Patient", ("gender:not", "male")) is None
+    assert _maybe_shape("Patient", ("gender:missing", "true")) is None
+    assert _maybe_shape("Patient", ("_id", "p1")) is None
+    assert _maybe_shape("ServiceRequest", ("subject:Patient.identifier", f"{HETU}|1")) is None
+    assert _maybe_shape("Patient", ("_has:Task:patient:status", "requested")) is None
