@@ -136,8 +136,11 @@ class _CompiledSearch:
         return self.reader({**self.fixed, **values})
 
 
-_COMPILED_SEARCHES: dict[tuple[str, str, Hashable, Hashable], _CompiledSearch] = {}
-"""Compiled searches by (use, dialect, shape, access-policy key); emptied when full."""
+_COMPILED_SEARCHES: dict[
+    tuple[str, str, Hashable, Hashable, tuple[int, bool] | None], _CompiledSearch
+] = {}
+"""Compiled searches by (use, dialect, shape, access-policy key, SQLite's way in);
+emptied when full."""
 _COMPILED_SEARCH_LIMIT = 1024
 
 
@@ -236,12 +239,7 @@ class _ConditionBuilder:
         With ``correlated_to`` the rows are those of that resource row (for ``EXISTS``).
         """
         param = criterion.param
-        if (
-            criterion.has_source is not None
-            or param.code in ("_id", "_lastUpdated")
-            or criterion.modifier == "not"
-            or any(isinstance(v, MissingValue) for v in criterion.values)
-        ):
+        if not _is_positive(criterion):
             return None
         if not criterion.values:
             return self._chain(criterion, correlated_to)
@@ -527,6 +525,17 @@ def _table_kind(param_type: str) -> str:
     return "number" if param_type == "quantity" else param_type
 
 
+def _is_positive(criterion: Criterion) -> bool:
+    """Whether matching ``criterion`` only needs index rows to exist (``matching_pks``);
+    not so for ``:not``, ``:missing``, ``_id``, ``_lastUpdated`` and ``_has``."""
+    return not (
+        criterion.has_source is not None
+        or criterion.param.code in ("_id", "_lastUpdated")
+        or criterion.modifier == "not"
+        or any(isinstance(v, MissingValue) for v in criterion.values)
+    )
+
+
 def _is_lookup(criterion: Criterion) -> bool:
     """A criterion that names one or a few resources: a business identifier, a reference
     to a given id, or a chain (which resolves its targets first)."""
@@ -721,7 +730,7 @@ class _Search:
         self.builder = _ConditionBuilder(conn.dialect.name, _now_micros(), visibility)
         self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
         self._positive_sizes: list[int] | None = None
-        self._shape = self._static_shape() if compiled else None
+        self._shape = self._compiled_shape() if compiled else None
 
     @property
     def extra_where(self) -> tuple[ColumnElement[bool], ...]:
@@ -732,36 +741,34 @@ class _Search:
 
     # -- statements compiled per search shape
 
-    def _static_shape(self) -> Shape | None:
+    def _compiled_shape(self) -> Shape | None:
         """The request's shape when its statements can be compiled once for every search
-        of that shape: its values can be lifted (``gateway.search.shapes``), the access
-        policy's condition is keyed, and the plan does not depend on the data (on
-        SQLite a search with several criteria, or one that is not a lookup, first counts
-        index rows to choose the way in; see ``_criteria_conditions``)."""
-        request = self.request
+        of that shape: its values can be lifted (``gateway.search.shapes``) and the
+        access policy's condition, if any, is keyed."""
         if self.visibility is not None and not isinstance(self.visibility, KeyedVisibility):
             return None
-        if self.builder.sqlite and (
-            len(request.criteria) > 1
-            or (len(request.criteria) == 1 and not _is_lookup(request.criteria[0]))
-        ):
-            return None
-        return shape_of(request)
+        return shape_of(self.request)
 
-    def _fetch_rows(self, use: str, build: Callable[[_Search], Select[Any]]) -> list[Any]:
+    def _fetch_rows(
+        self, use: str, build: Callable[[_Search], Select[Any]], *, planned: bool = True
+    ) -> list[Any]:
         """The rows of the statement that ``build`` makes for this search: run from the
-        text compiled for the search's shape and ``use`` when it has one, with this
-        search's values bound; built and run through SQLAlchemy Core otherwise."""
+        text compiled for the search's shape, ``use`` and (when ``planned``) the way in
+        that SQLite's counting chose, with this search's values bound; built and run
+        through SQLAlchemy Core when the search has no compiled shape."""
         shape = self._shape
         if shape is None:
             return list(self.conn.execute(build(self)))
         visibility_key = (
             self.visibility.key if isinstance(self.visibility, KeyedVisibility) else None
         )
-        key = (use, self.conn.dialect.name, shape.key, visibility_key)
+        plan = self._plan() if planned else None
+        key = (use, self.conn.dialect.name, shape.key, visibility_key, plan)
         compiled = _COMPILED_SEARCHES.get(key)
         if compiled is None:
             template = _Search(self.conn, shape.template, self.visibility, compiled=False)
+            # The template takes the way in chosen for this search's own values.
+            template._positive_sizes = self._positive_sizes
             compiled = _CompiledSearch.of(build(template), self.conn.dialect, self.visibility)
             if len(_COMPILED_SEARCHES) >= _COMPILED_SEARCH_LIMIT:
                 _COMPILED_SEARCHES.clear()
@@ -814,18 +821,12 @@ class _Search:
                 conditions.append(builder.condition(criterion, resource))
             else:
                 positives.append((criterion, pks))
-        if (
-            not builder.sqlite
-            or not positives
-            or (len(positives) == 1 and _is_lookup(positives[0][0]))
-        ):
+        plan = self._plan()
+        if plan is None:
             conditions.extend(resource.c.pk.in_(pks) for _, pks in positives)
             return conditions, bool(positives)
-        if self._positive_sizes is None:
-            self._positive_sizes = [self._capped_size(pks) for _, pks in positives]
-        sizes = self._positive_sizes
-        driver = min(range(len(positives)), key=sizes.__getitem__)
-        driven = counting or sizes[driver] <= _DRIVER_LIMIT
+        driver, small = plan
+        driven = counting or small
         for index, (criterion, pks) in enumerate(positives):
             if index == driver and driven:
                 conditions.append(resource.c.pk.in_(pks))
@@ -835,10 +836,39 @@ class _Search:
                 conditions.append(exists(correlated))
         return conditions, driven
 
-    def _capped_size(self, pks: Select[Any]) -> int:
-        """The number of index rows of a criterion, counted up to ``_DRIVER_LIMIT + 1``."""
-        capped = pks.limit(_DRIVER_LIMIT + 1).subquery()
-        return int(self.conn.execute(select(func.count()).select_from(capped)).scalar_one())
+    def _plan(self) -> tuple[int, bool] | None:
+        """On SQLite, the way in chosen by counting index rows (``_criteria_conditions``):
+        the position among the positive criteria of the one with the fewest rows, and
+        whether it has few enough to drive a page; None when nothing is counted."""
+        positives = [c for c in self.request.criteria if _is_positive(c)]
+        if (
+            not self.builder.sqlite
+            or not positives
+            or (len(positives) == 1 and _is_lookup(positives[0]))
+        ):
+            return None
+        if self._positive_sizes is None:
+            self._positive_sizes = [
+                self._capped_size(index)
+                for index, criterion in enumerate(self.request.criteria)
+                if _is_positive(criterion)
+            ]
+        sizes = self._positive_sizes
+        driver = min(range(len(sizes)), key=sizes.__getitem__)
+        return driver, sizes[driver] <= _DRIVER_LIMIT
+
+    def _capped_size(self, index: int) -> int:
+        """The number of index rows of the ``index``-th criterion, counted up to
+        ``_DRIVER_LIMIT + 1``."""
+
+        def build(search: _Search) -> Select[Any]:
+            pks = search.builder.matching_pks(search.request.criteria[index])
+            assert pks is not None
+            capped = pks.limit(_DRIVER_LIMIT + 1).subquery()
+            return select(func.count()).select_from(capped)
+
+        ((size,),) = self._fetch_rows(f"size:{index}:{_DRIVER_LIMIT}", build, planned=False)
+        return int(size)
 
     def count(self) -> int:
         """The number of matches."""

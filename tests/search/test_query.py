@@ -797,6 +797,36 @@ def test_several_criteria_match_alike_whichever_drives(
     assert page.total == 3 and page.next_cursor
 
 
+def test_searches_of_one_shape_take_the_way_in_their_own_values_call_for(
+    referrals: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the counted sizes of a search's criteria choose its plan, so a compiled
+    statement is kept per plan: searches of one shape whose values make another
+    criterion the smallest still match what they should."""
+    monkeypatch.setattr(query_module, "_DRIVER_LIMIT", 1)
+    query_module._COMPILED_SEARCHES.clear()
+    cases = {
+        # status=active has 3 rows, subject=Patient/ohman 1: the subject drives.
+        "status=active&subject=Patient/ohman": [],
+        # status=completed has 1 row, subject=Patient/korhonen 1: the status drives.
+        "status=completed&subject=Patient/korhonen": [],
+        # status=active 3 rows, subject 1 row, within the limit of 1.
+        "status=active&subject=Patient/korhonen": ["sr-korhonen"],
+        # status=completed 1 row, subject 1 row.
+        "status=completed&subject=Patient/ohman": ["sr-ohman"],
+    }
+    for query, expected in cases.items():
+        page = referrals.search("ServiceRequest", query)
+        assert [r.res_id for r in page.matches] == expected, query
+        assert page.total == len(expected)
+    pages = {key for key in query_module._COMPILED_SEARCHES if key[0] == "page"}
+    assert len({key[2] for key in pages}) == 1  # one shape
+    if referrals.engine.dialect.name == "sqlite":
+        assert len(pages) == 2  # two ways in
+    many = referrals.search("Task", "status=requested&focus=ServiceRequest/sr-korhonen")
+    assert [r.res_id for r in many.matches] == ["t-korhonen-1", "t-korhonen-2"]
+
+
 # --------------------------------------------------------------------------- deleted, find_matches
 
 
