@@ -87,18 +87,22 @@ def task_changed(
         return
     before: dict[str, Any] = orjson.loads(previous.body) if previous and previous.body else {}
     kela = _organization_id(task.get("requester"))
+    if kela is None:
+        return
+    if kind == NOTIFICATION_TASK:
+        # A new notification Task is Kela's own news; feedback follows its changes.
+        if not before or all(task.get(k) == before.get(k) for k in _WATCHED):
+            return
+    elif task.get("status") != "completed" or before.get("status") == "completed":
+        return
     service_request = _current(conn, task.get("focus"))
-    if kela is None or service_request is None:
+    if service_request is None:
         return
     try:
         if kind == NOTIFICATION_TASK:
-            if not before or all(task.get(k) == before.get(k) for k in _WATCHED):
-                return
             service = "NotificationFeedback"
             body = notification_feedback(task, service_request)
         else:
-            if task.get("status") != "completed" or before.get("status") == "completed":
-                return
             area = _current(conn, task.get("owner"))
             if area is None or not task.get("output"):
                 return
