@@ -18,9 +18,9 @@ searches on them, modifiers, chains and ``_has`` keep being built per request.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam
 from sqlalchemy.sql.elements import BindParameter
@@ -38,6 +38,9 @@ from gateway.search.params import (
 
 SLOT_PREFIX = "slot_"
 """Names of the bound parameters that carry a search's values."""
+
+_Item = TypeVar("_Item")
+_Lifted = TypeVar("_Lifted")
 
 # Parameters the builder answers from columns of ``resource`` with computed values.
 _RESOURCE_COLUMN_PARAMS = ("_id", "_lastUpdated")
@@ -106,16 +109,29 @@ def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion
         or param.code in _RESOURCE_COLUMN_PARAMS
     ):
         return None
+    lifted = _lift_each(criterion.values, _lift_value, slots)
+    if lifted is None:
+        return None
+    shapes, values = lifted
+    shape = (criterion.resource_type, param.code, param.type, shapes)
+    return shape, replace(criterion, raw_value="", values=values)
+
+
+def _lift_each(
+    items: Iterable[_Item],
+    lift: Callable[[_Item, _Slots], tuple[Any, _Lifted] | None],
+    slots: _Slots,
+) -> tuple[tuple[Any, ...], tuple[_Lifted, ...]] | None:
+    """The shapes and templates of ``items``; None if one of them cannot be lifted."""
     shapes: list[Any] = []
-    values: list[Any] = []
-    for value in criterion.values:
-        lifted = _lift_value(value, slots)
+    templates: list[_Lifted] = []
+    for item in items:
+        lifted = lift(item, slots)
         if lifted is None:
             return None
         shapes.append(lifted[0])
-        values.append(lifted[1])
-    shape = (criterion.resource_type, param.code, param.type, tuple(shapes))
-    return shape, replace(criterion, raw_value="", values=tuple(values))
+        templates.append(lifted[1])
+    return tuple(shapes), tuple(templates)
 
 
 def shape_of(request: SearchRequest) -> Shape | None:
@@ -124,17 +140,13 @@ def shape_of(request: SearchRequest) -> Shape | None:
     ``_elements``, ``_total`` and the cursor are not part of the shape: the caller
     decides which of them a compiled statement may serve."""
     slots = _Slots()
-    shapes: list[Any] = []
-    criteria: list[Criterion] = []
-    for criterion in request.criteria:
-        lifted = _lift_criterion(criterion, slots)
-        if lifted is None:
-            return None
-        shapes.append(lifted[0])
-        criteria.append(lifted[1])
-    key = (request.resource_type, tuple(shapes), request.sort, request.count)
+    lifted = _lift_each(request.criteria, _lift_criterion, slots)
+    if lifted is None:
+        return None
+    shapes, criteria = lifted
+    key = (request.resource_type, shapes, request.sort, request.count)
     template = SearchRequest(
-        request.resource_type, criteria=tuple(criteria), sort=request.sort, count=request.count
+        request.resource_type, criteria=criteria, sort=request.sort, count=request.count
     )
     return Shape(key, template, slots.values)
 

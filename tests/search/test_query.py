@@ -86,6 +86,14 @@ def same(store: Store, resource_type: str, query: str) -> set[str]:
     return set(store.ids(resource_type, query))
 
 
+def assert_matches(store: Store, resource_type: str, cases: dict[str, list[str]]) -> None:
+    """Each query (key) matches exactly its ids, in order, and counts them in its total."""
+    for query, expected in cases.items():
+        page = store.search(resource_type, query)
+        assert [r.res_id for r in page.matches] == expected, query
+        assert page.total == len(expected), query
+
+
 # --------------------------------------------------------------------------- token
 
 
@@ -786,10 +794,7 @@ def test_several_criteria_match_alike_whichever_drives(
         "gender:not=male&family=korhonen,virtanen&_sort=-family": ["korhonen"],
         "identifier=010190-900P&_id=virtanen,anon": ["virtanen"],
     }
-    for query, expected in cases.items():
-        page = referrals.search("Patient", query)
-        assert [r.res_id for r in page.matches] == expected, query
-        assert page.total == len(expected)
+    assert_matches(referrals, "Patient", cases)
     page = referrals.search("ServiceRequest", "status=active&subject.gender=female&_count=1")
     assert [r.res_id for r in page.matches] == ["sr-korhonen"] and page.total == 1
     page = referrals.search("Task", "status=requested&focus.status=active", count=2)
@@ -806,19 +811,14 @@ def test_searches_of_one_shape_take_the_way_in_their_own_values_call_for(
     monkeypatch.setattr(query_module, "_DRIVER_LIMIT", 1)
     query_module._COMPILED_SEARCHES.clear()
     cases = {
-        # status=active has 3 rows, subject=Patient/ohman 1: the subject drives.
+        # status=active has 3 index rows, the subject 1: the subject drives.
         "status=active&subject=Patient/ohman": [],
-        # status=completed has 1 row, subject=Patient/korhonen 1: the status drives.
-        "status=completed&subject=Patient/korhonen": [],
-        # status=active 3 rows, subject 1 row, within the limit of 1.
         "status=active&subject=Patient/korhonen": ["sr-korhonen"],
-        # status=completed 1 row, subject 1 row.
+        # status=completed has 1, the subject 1: the first of the two drives.
+        "status=completed&subject=Patient/korhonen": [],
         "status=completed&subject=Patient/ohman": ["sr-ohman"],
     }
-    for query, expected in cases.items():
-        page = referrals.search("ServiceRequest", query)
-        assert [r.res_id for r in page.matches] == expected, query
-        assert page.total == len(expected)
+    assert_matches(referrals, "ServiceRequest", cases)
     pages = {key for key in query_module._COMPILED_SEARCHES if key[0] == "page"}
     assert len({key[2] for key in pages}) == 1  # one shape
     if referrals.engine.dialect.name == "sqlite":
