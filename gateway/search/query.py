@@ -263,7 +263,7 @@ class _ConditionBuilder:
     def _id(self, criterion: Criterion, res: FromClause) -> ColumnElement[bool]:
         if any(isinstance(v, MissingValue) for v in criterion.values):
             return _missing_never(criterion)
-        ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
+        ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code is not None]
         if criterion.modifier == "not":
             return res.c.res_id.not_in(ids)
         return res.c.res_id.in_(ids)

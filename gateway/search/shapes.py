@@ -10,8 +10,9 @@ shape; later searches of that shape run the compiled text with their own values
 (see ``gateway.search.query``).
 
 Only values that the builder puts into the SQL unchanged can be lifted: tokens
-(search.html §3.1.1.4.9), references given as ``Type/id``, an id or a URL (§3.1.1.4.10)
-and dates with any prefix but ``ap`` (§3.1.1.4.3, whose margin depends on the clock).
+(search.html §3.1.1.4.9) and ``_id``, references given as ``Type/id``, an id or a URL
+(§3.1.1.4.10), and dates and ``_lastUpdated`` with any prefix but ``ap`` (§3.1.1.4.3,
+whose margin depends on the clock).
 Strings are normalized and turned into ranges, numbers and URIs into computed bounds, so
 searches on them, modifiers, chains and ``_has`` keep being built per request.
 """
@@ -41,9 +42,6 @@ SLOT_PREFIX = "slot_"
 
 _Item = TypeVar("_Item")
 _Lifted = TypeVar("_Lifted")
-
-# Parameters the builder answers from columns of ``resource`` with computed values.
-_RESOURCE_COLUMN_PARAMS = ("_id", "_lastUpdated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +104,6 @@ def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion
         or criterion.chained
         or criterion.has_source is not None
         or not criterion.values
-        or param.code in _RESOURCE_COLUMN_PARAMS
     ):
         return None
     lifted = _lift_each(criterion.values, _lift_value, slots)

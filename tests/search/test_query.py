@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -861,6 +862,27 @@ def test_compiled_searches_bind_each_searchs_own_values(people: Store) -> None:
         for hetu, expected in (("010190-900P", ["virtanen"]), ("280255-9340", ["ohman"])):
             found = find_matches(conn, "Patient", [("identifier", f"{HETU}|{hetu}")])
             assert [r.res_id for r in found] == expected
+
+
+def test_compiled_ids_and_last_updated_bind_each_searchs_own_values(people: Store) -> None:
+    """``_id`` lists and ``_lastUpdated`` polls of one shape share a compiled statement."""
+    query_module._COMPILED_SEARCHES.clear()
+    assert ids(people, "Patient", "_id=virtanen,ohman") == ["virtanen", "ohman"]
+    assert ids(people, "Patient", "_id=korhonen,nobody") == ["korhonen"]
+    updated = sorted((row.last_updated, row.res_id) for row in people.search("Patient", "").matches)
+    middle = updated[len(updated) // 2]
+    moment = datetime.fromtimestamp(middle[0] / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    newer = [res_id for at, res_id in updated if at > middle[0]]
+    older = [res_id for at, res_id in updated if at <= middle[0]]
+    gt, le = f"gt{moment}", f"le{moment}"
+    assert sorted(ids(people, "Patient", f"_lastUpdated={gt}&gender=female,male")) == sorted(
+        r for r in newer if r in ("virtanen", "ohman", "korhonen")
+    )
+    assert sorted(ids(people, "Patient", f"_lastUpdated={le}&gender=female,male")) == sorted(
+        r for r in older if r in ("virtanen", "ohman", "korhonen")
+    )
+    shapes = {key[2] for key in query_module._COMPILED_SEARCHES if key[0] == "page"}
+    assert len(shapes) == 4  # every Patient, two ids, the gt and the le polls
 
 
 def test_compiled_searches_keep_each_access_policys_condition(people: Store) -> None:

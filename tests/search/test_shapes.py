@@ -52,6 +52,16 @@ def test_page_size_sort_and_date_prefix_are_part_of_the_shape() -> None:
     assert all(base.key != other.key for other in others)
 
 
+def test_ids_and_last_updated_are_lifted_like_tokens_and_dates() -> None:
+    """Polling by ``_lastUpdated`` and reading a list of ids are compiled too."""
+    polled = _shape("Task", ("_lastUpdated", "gt2026-12-01T10:00:00Z"), ("status", "requested"))
+    later = _shape("Task", ("_lastUpdated", "gt2026-12-01T11:00:00Z"), ("status", "requested"))
+    assert polled.key == later.key and polled.values != later.values
+    two_ids = _shape("Patient", ("_id", "p1,p2"))
+    assert two_ids.values == {"slot_0": "p1", "slot_1": "p2"}
+    assert two_ids.key != _shape("Patient", ("_id", "p1")).key
+
+
 def test_template_holds_bound_parameters_where_the_values_were() -> None:
     shape = _shape(
         "ServiceRequest",
@@ -75,6 +85,7 @@ def test_values_the_builder_transforms_are_not_lifted() -> None:
     assert _maybe_shape("Patient", ("birthdate", "ap1990-01-01")) is None  # margin from the clock
     assert _maybe_shape("Patient", ("gender:not", "male")) is None
     assert _maybe_shape("Patient", ("gender:missing", "true")) is None
-    assert _maybe_shape("Patient", ("_id", "p1")) is None
+    assert _maybe_shape("Patient", ("_lastUpdated", "ap2025-01-01")) is None
+    assert _maybe_shape("Patient", ("_id:not", "p1")) is None
     assert _maybe_shape("ServiceRequest", ("subject:Patient.identifier", f"{HETU}|1")) is None
     assert _maybe_shape("Patient", ("_has:Task:patient:status", "requested")) is None
