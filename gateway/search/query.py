@@ -51,7 +51,7 @@ from gateway.search.params import (
 )
 from gateway.search.registry import get_param
 from gateway.search.shapes import Shape, shape_of
-from gateway.search.values import normalize_string, to_micros
+from gateway.search.values import StringOperands, string_operands, to_micros
 from gateway.store.raw import RawExecutor, compile_statement
 from gateway.store.repository import KeyedVisibility, Visibility
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
@@ -146,19 +146,6 @@ _COMPILED_SEARCH_LIMIT = 1024
 
 def _now_micros() -> int:
     return to_micros(datetime.now(UTC))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code-point order)."""
-    last = ord(prefix[-1])
-    if last >= 0x10FFFF:
-        return None
-    following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
-    return prefix[:-1] + chr(following)
 
 
 def _uri_prefixes(uri: str) -> list[str]:
@@ -337,15 +324,11 @@ class _ConditionBuilder:
         kind = criterion.param.type
         values = criterion.values
         if kind == "token" and modifier == "text":
-            return [
-                self._starts_with(table.c.text, normalize_string(v.text))
-                for v in values
-                if isinstance(v, StringValue)
-            ]
+            return [self._starts_with(table.c.text, _string_operands(v)) for v in values]
         if kind == "token":
             return _token_conditions([v for v in values if isinstance(v, TokenValue)], table)
         if kind == "string":
-            return [self._string(v, modifier, table) for v in values if isinstance(v, StringValue)]
+            return [self._string(_string_operands(v), modifier, table) for v in values]
         if kind == "reference":
             return [_reference(v) for v in values if isinstance(v, ReferenceValue)]
         if kind == "date":
@@ -358,33 +341,34 @@ class _ConditionBuilder:
             return [self._number(v, table) for v in values if isinstance(v, NumberValue)]
         return [self._uri(v, modifier, table) for v in values if isinstance(v, UriValue)]
 
-    def _starts_with(self, column: Any, prefix: str) -> ColumnElement[bool]:
-        """``column`` starts with ``prefix``, as a range of code points that an index answers.
+    def _starts_with(self, column: Any, prefix: StringOperands) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix.normalized``, as a range of code points that an
+        index answers.
 
         SQLite's BINARY collation compares code points. PostgreSQL compares in the "C"
         collation (UTF-8 bytes, so code points too) whatever the database collation is; an
         index on ``value COLLATE "C"`` serves it.
         """
-        if not prefix:
+        if prefix.empty:
             return column.is_not(None)  # type: ignore[no-any-return]
-        upper = _prefix_upper_bound(prefix)
-        if upper is None:
-            return self._like(column, _escape_like(prefix) + "%")
+        if not prefix.bounded:
+            return self._like(column, prefix.starts_like)
         compared = column if self.sqlite else column.collate("C")
-        return and_(compared >= prefix, compared < upper)
+        return and_(compared >= prefix.normalized, compared < prefix.upper)
 
     def _like(self, column: Any, pattern: str) -> ColumnElement[bool]:
         # A backslash escapes LIKE wildcards by default on PostgreSQL; SQLite needs ESCAPE.
         return column.like(pattern, escape="\\" if self.sqlite else None)  # type: ignore[no-any-return]
 
-    def _string(self, value: StringValue, modifier: str | None, table: Any) -> ColumnElement[bool]:
+    def _string(
+        self, value: StringOperands, modifier: str | None, table: Any
+    ) -> ColumnElement[bool]:
         """search.html §3.1.1.4.7: starts-with by default, ``:exact``, ``:contains``."""
-        normalized = normalize_string(value.text)
         if modifier == "exact":
-            return and_(table.c.value_norm == normalized, table.c.value_exact == value.text)
+            return and_(table.c.value_norm == value.normalized, table.c.value_exact == value.text)
         if modifier == "contains":
-            return self._like(table.c.value_norm, "%" + _escape_like(normalized) + "%")
-        return self._starts_with(table.c.value_norm, normalized)
+            return self._like(table.c.value_norm, value.contains_like)
+        return self._starts_with(table.c.value_norm, value)
 
     def _range(self, value: DateValue, low: Any, high: Any) -> ColumnElement[bool]:
         """A target range ``[low, high)`` against a prefixed search range (§3.1.1.4.1.1).
@@ -470,7 +454,9 @@ class _ConditionBuilder:
 
     def _uri(self, value: UriValue, modifier: str | None, table: Any) -> ColumnElement[bool]:
         if modifier == "below":
-            return self._starts_with(table.c.value, value.uri)
+            return self._starts_with(
+                table.c.value, string_operands(value.uri, normalized=value.uri)
+            )
         if modifier == "above":
             return table.c.value.in_(_uri_prefixes(value.uri))  # type: ignore[no-any-return]
         return table.c.value == value.uri  # type: ignore[no-any-return]
@@ -523,6 +509,14 @@ def _any(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 def _table_kind(param_type: str) -> str:
     return "number" if param_type == "quantity" else param_type
+
+
+def _string_operands(value: object) -> StringOperands:
+    """A string value's operands; a compiled shape's template holds them already."""
+    if isinstance(value, StringOperands):
+        return value
+    assert isinstance(value, StringValue)
+    return string_operands(value.text)
 
 
 def _is_positive(criterion: Criterion) -> bool:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from calendar import monthrange, timegm
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 MAX_INDEXED_STRING = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +33,50 @@ def normalize_string(value: str) -> str:
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _WHITESPACE.sub(" ", stripped.casefold()).strip()[:MAX_INDEXED_STRING]
+
+
+@dataclass(frozen=True, slots=True)
+class StringOperands:
+    """What a string search value is compared with (search.html §3.1.1.4.7): the text as
+    given, the form the index holds (``normalized``), the least string above every
+    string that starts with it (``upper``), and the LIKE patterns of "starts with" and
+    "contains". ``empty`` and ``bounded`` (``upper`` exists) choose how it is compared.
+
+    The operands are what a search's SQL binds, so a search compiled once for its shape
+    takes them as values (``gateway.search.shapes``)."""
+
+    text: Any
+    normalized: Any
+    upper: Any
+    starts_like: Any
+    contains_like: Any
+    empty: bool
+    bounded: bool
+
+
+def string_operands(text: str, *, normalized: str | None = None) -> StringOperands:
+    """The operands of ``text``; ``normalized`` is the form the index holds for it
+    (``normalize_string(text)`` unless given: a URI is compared as it is)."""
+    held = normalize_string(text) if normalized is None else normalized
+    upper = prefix_upper_bound(held) if held else None
+    escaped = escape_like(held)
+    return StringOperands(
+        text, held, upper, escaped + "%", "%" + escaped + "%", not held, upper is not None
+    )
+
+
+def escape_like(text: str) -> str:
+    """``text`` with the LIKE wildcards and the escape character escaped (by a backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code-point order)."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
+    return prefix[:-1] + chr(following)
 
 
 def to_micros(moment: datetime) -> int:
