@@ -9,12 +9,12 @@ plus the values themselves. The query builder builds and compiles the template o
 shape; later searches of that shape run the compiled text with their own values
 (see ``gateway.search.query``).
 
-Only values that the builder puts into the SQL unchanged can be lifted: tokens
-(search.html §3.1.1.4.9) and ``_id``, references given as ``Type/id``, an id or a URL
-(§3.1.1.4.10), and dates and ``_lastUpdated`` with any prefix but ``ap`` (§3.1.1.4.3,
-whose margin depends on the clock).
-Strings are normalized and turned into ranges, numbers and URIs into computed bounds, so
-searches on them, modifiers, chains and ``_has`` keep being built per request.
+Only values that the builder binds as they are can be lifted: tokens (search.html
+§3.1.1.4.9) and ``_id``, references given as ``Type/id``, an id or a URL (§3.1.1.4.10),
+dates and ``_lastUpdated`` with any prefix but ``ap`` (§3.1.1.4.3, whose margin depends
+on the clock), and strings (§3.1.1.4.7, also token ``:text``) through their operands
+(normalized form, upper bound, LIKE patterns), which are computed here from the value.
+Numbers, URIs, other modifiers, chains and ``_has`` keep being built per request.
 """
 
 from __future__ import annotations
@@ -34,11 +34,17 @@ from gateway.search.params import (
     ReferenceValue,
     SearchRequest,
     SearchValue,
+    StringValue,
     TokenValue,
 )
+from gateway.search.values import StringOperands, string_operands
 
 SLOT_PREFIX = "slot_"
 """Names of the bound parameters that carry a search's values."""
+
+# Modifiers that only change how a string is compared (search.html §3.1.1.4.7, token
+# ``:text`` §3.1.1.4.9); every other one changes the form of the SQL.
+_LIFTED_MODIFIERS = (None, "exact", "contains", "text")
 
 _Item = TypeVar("_Item")
 _Lifted = TypeVar("_Lifted")
@@ -86,10 +92,22 @@ def _lift_value(value: SearchValue | MissingValue, slots: _Slots) -> tuple[Any, 
             value.target_id is None,
             value.url is None,
         )
-        template = ReferenceValue(
+        reference = ReferenceValue(
             slots.lift(value.target_type), slots.lift(value.target_id), slots.lift(value.url)
         )
-        return shape, template
+        return shape, reference
+    if isinstance(value, StringValue):
+        operands = string_operands(value.text)
+        template = StringOperands(
+            slots.lift(operands.text),
+            slots.lift(operands.normalized),
+            slots.lift(operands.upper),
+            slots.lift(operands.starts_like),
+            slots.lift(operands.contains_like),
+            operands.empty,
+            operands.bounded,
+        )
+        return ("string", operands.empty, operands.bounded), template
     if isinstance(value, DateValue) and value.prefix != "ap":
         return ("date", value.prefix), DateValue(
             value.prefix, slots.lift(value.low), slots.lift(value.high)
@@ -100,7 +118,7 @@ def _lift_value(value: SearchValue | MissingValue, slots: _Slots) -> tuple[Any, 
 def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion] | None:
     param = criterion.param
     if (
-        criterion.modifier is not None
+        criterion.modifier not in _LIFTED_MODIFIERS
         or criterion.chained
         or criterion.has_source is not None
         or not criterion.values
@@ -110,7 +128,7 @@ def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion
     if lifted is None:
         return None
     shapes, values = lifted
-    shape = (criterion.resource_type, param.code, param.type, shapes)
+    shape = (criterion.resource_type, param.code, param.type, criterion.modifier, shapes)
     return shape, replace(criterion, raw_value="", values=values)
 
 

@@ -80,8 +80,29 @@ def test_template_holds_bound_parameters_where_the_values_were() -> None:
     assert shape.values["slot_1"] == "p1"
 
 
+def test_strings_are_lifted_as_their_operands() -> None:
+    """A string's normalized form, upper bound and LIKE patterns are its values; whether
+    it is empty or has an upper bound, and the modifier, are its shape."""
+    virtanen = _shape("Patient", ("family", "Virtanen"))
+    assert virtanen.values == {
+        "slot_0": "Virtanen",
+        "slot_1": "virtanen",
+        "slot_2": "virtaneo",
+        "slot_3": "virtanen%",
+        "slot_4": "%virtanen%",
+    }
+    assert virtanen.key == _shape("Patient", ("family", "Öhman")).key
+    exact = _shape("Patient", ("family:exact", "Virtanen"))
+    contains = _shape("Patient", ("family:contains", "irta"))
+    unbounded = _shape("Patient", ("family", "a\U0010ffff"))
+    assert len({virtanen.key, exact.key, contains.key, unbounded.key}) == 4
+    text = _shape("ServiceRequest", ("code:text", "sosiaali"))
+    assert text.values["slot_1"] == "sosiaali"
+
+
 def test_values_the_builder_transforms_are_not_lifted() -> None:
-    assert _maybe_shape("Patient", ("family", "Virtanen")) is None  # normalized prefix range
+    assert _maybe_shape("Patient", ("_profile", "http://example.org/p")) is None  # URI
+    assert _maybe_shape("Patient", ("_profile:below", "http://example.org")) is None
     assert _maybe_shape("Patient", ("birthdate", "ap1990-01-01")) is None  # margin from the clock
     assert _maybe_shape("Patient", ("gender:not", "male")) is None
     assert _maybe_shape("Patient", ("gender:missing", "true")) is None
