@@ -10,7 +10,7 @@ correct while other transactions write; see ``gateway.search.cursor``.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -20,6 +20,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    bindparam,
     case,
     exists,
     false,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
 
 from gateway.errors import InvalidSearch
 from gateway.search.cursor import ColumnKind, Cursor, CursorValue, decode_cursor, encode_cursor
@@ -686,13 +688,14 @@ def _sort_kinds(request: SearchRequest) -> list[ColumnKind]:
 
 
 def _keyset(columns: Sequence[_SortColumn], cursor: Cursor) -> ColumnElement[bool]:
-    """Rows strictly after (or, for a backward cursor, before) the cursor position."""
+    """Rows strictly after (or, for a backward cursor, before) the cursor position, whose
+    values are bound parameters."""
     descending = [c.descending != cursor.backward for c in columns]
     expressions = [c.expression for c in columns]
     values = list(cursor.position)
     if len(set(descending)) == 1:
         left: Any = expressions[0] if len(columns) == 1 else tuple_(*expressions)
-        right: Any = values[0] if len(columns) == 1 else tuple_(*(literal(v) for v in values))
+        right: Any = values[0] if len(columns) == 1 else tuple_(*values)
         if descending[0]:
             return left <= right if cursor.inclusive else left < right  # type: ignore[no-any-return]
         return left >= right if cursor.inclusive else left > right  # type: ignore[no-any-return]
@@ -744,12 +747,18 @@ class _Search:
         return shape_of(self.request)
 
     def _fetch_rows(
-        self, use: str, build: Callable[[_Search], Select[Any]], *, planned: bool = True
+        self,
+        use: str,
+        build: Callable[[_Search], Select[Any]],
+        *,
+        planned: bool = True,
+        values: Mapping[str, Any] | None = None,
     ) -> list[Any]:
         """The rows of the statement that ``build`` makes for this search: run from the
         text compiled for the search's shape, ``use`` and (when ``planned``) the way in
-        that SQLite's counting chose, with this search's values bound; built and run
-        through SQLAlchemy Core when the search has no compiled shape."""
+        that SQLite's counting chose, with this search's values (and ``values``, those of
+        parameters ``build`` binds itself) bound; built and run through SQLAlchemy Core
+        when the search has no compiled shape."""
         shape = self._shape
         if shape is None:
             return list(self.conn.execute(build(self)))
@@ -767,9 +776,8 @@ class _Search:
             if len(_COMPILED_SEARCHES) >= _COMPILED_SEARCH_LIMIT:
                 _COMPILED_SEARCHES.clear()
             _COMPILED_SEARCHES[key] = compiled
-        return RawExecutor.of(self.conn).fetchall_sql(
-            compiled.sql, compiled.arguments(shape.values)
-        )
+        arguments = compiled.arguments({**shape.values, **values} if values else shape.values)
+        return RawExecutor.of(self.conn).fetchall_sql(compiled.sql, arguments)
 
     def match_conditions(self, *, counting: bool = False) -> list[ColumnElement[bool]]:
         """The conditions of the matches (without paging), built once per search and use."""
@@ -961,8 +969,21 @@ class _Search:
         if cursor is None:
             fetched = self._fetch_rows("page", lambda search: search.page_statement(None))
         else:
-            # A cursor's position is bound into its keyset condition: built per request.
-            fetched = list(self.conn.execute(self.page_statement(cursor)))
+            # The cursor's position is bound like the search's own values.
+            at = {f"cursor_{i}": value for i, value in enumerate(cursor.position)}
+            bound = replace(
+                cursor,
+                position=tuple(
+                    cast(CursorValue, bindparam(name, value, type_=NullType()))
+                    for name, value in at.items()
+                ),
+            )
+            side = ("backward" if cursor.backward else "forward") + (
+                " inclusive" if cursor.inclusive else ""
+            )
+            fetched = self._fetch_rows(
+                f"page {side}", lambda search: search.page_statement(bound), values=at
+            )
         has_more = len(fetched) > request.count
         rows = fetched[: request.count]
         if backward:

@@ -622,6 +622,7 @@ def walk(
         page = execute_search(conn, request)
     pages.append(page)
     while page.next_cursor:
+        assert len(pages) < 100, "the next links do not come to an end"
         request = store.request(resource_type, f"{query}&_cursor={page.next_cursor}", count=count)
         with store.engine.connect() as conn:
             page = execute_search(conn, request)
@@ -640,7 +641,10 @@ def page_at(store: Store, resource_type: str, query: str, cursor: str | None, co
 
 def test_keyset_pages_cover_everything_once(store: Store) -> None:
     store.put_all(*(patient(f"p{i:02d}", gender="female" if i % 2 else "male") for i in range(25)))
+    query_module._COMPILED_SEARCHES.clear()
     pages, raw = walk(store, "Patient", "gender=female", 5)
+    # The next pages share one compiled statement, each bound to its own cursor.
+    assert [key[0] for key in query_module._COMPILED_SEARCHES].count("page forward") == 1
     assert [len(p) for p in pages] == [5, 5, 2]
     assert flatten(pages) == [f"p{i:02d}" for i in range(1, 25, 2)]
     assert raw[0].previous_cursor is None and raw[-1].next_cursor is None
