@@ -4,7 +4,9 @@ Every criterion becomes a condition on the ``resource`` table, typically
 ``resource.pk IN (SELECT resource_pk FROM sp_<type> WHERE res_type = :t AND param = :p AND …)``,
 so a single-criterion search is one indexed lookup joined to ``resource`` by primary key.
 Pages are cut with keyset conditions on the sort columns (never OFFSET), so paging stays
-correct while other transactions write; see ``gateway.search.cursor``.
+correct while other transactions write; see ``gateway.search.cursor``. A search whose
+values can be bound as they are is built and compiled once per shape and then runs on
+the driver cursor with each search's values (``gateway.search.shapes``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from gateway.search.params import (
 from gateway.search.registry import get_param
 from gateway.search.shapes import Shape, shape_of
 from gateway.search.values import StringOperands, string_operands, to_micros
-from gateway.store.raw import RawExecutor, compile_statement
+from gateway.store.raw import Arguments, RawExecutor, compile_statement
 from gateway.store.repository import KeyedVisibility, Visibility
 from gateway.store.schema import INDEX_TABLES, resource, sp_reference
 
@@ -121,7 +123,7 @@ class _CompiledSearch:
     page size, the access policy's condition)."""
 
     sql: str
-    reader: Callable[[Mapping[str, Any]], Any]
+    reader: Arguments
     fixed: dict[str, Any]
     visibility: Visibility | None
     """Kept so that the objects named by its key stay alive as long as the entry."""

@@ -4,8 +4,9 @@ The hot paths of the store (read by id, insert a version, write index rows) are 
 handful of statements whose shape never changes. SQLAlchemy builds and compiles
 them once per dialect; they then run directly on the driver's cursor, which saves
 the per-execution statement construction, cache-key and event overhead of the
-Core execution path (about 10x on a read). Dynamic SQL — searches — stays on
-SQLAlchemy Core.
+Core execution path (about 10x on a read). Searches are built with SQLAlchemy Core
+and compiled here once per search shape (``gateway.search.shapes``); the rest of the
+dynamic SQL (history, the searches that are built per request) runs through Core.
 """
 
 from __future__ import annotations
