@@ -12,7 +12,7 @@ the driver cursor with each search's values (``gateway.search.shapes``).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -22,7 +22,6 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
-    bindparam,
     case,
     exists,
     false,
@@ -35,7 +34,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import NullType
 
 from gateway.errors import InvalidSearch
 from gateway.search.cursor import ColumnKind, Cursor, CursorValue, decode_cursor, encode_cursor
@@ -54,7 +52,7 @@ from gateway.search.params import (
     parse_search,
 )
 from gateway.search.registry import get_param
-from gateway.search.shapes import Shape, shape_of
+from gateway.search.shapes import Shape, bound_cursor, shape_of
 from gateway.search.values import StringOperands, string_operands, to_micros
 from gateway.store.raw import Arguments, RawExecutor, compile_statement
 from gateway.store.repository import KeyedVisibility, Visibility
@@ -135,9 +133,12 @@ class _CompiledSearch:
         sql, reader, compiled = compile_statement(statement, dialect)
         return cls(sql, reader, dict(compiled.construct_params()), visibility)
 
-    def arguments(self, values: Mapping[str, Any]) -> Any:
-        """The driver's arguments for one search's slot values."""
-        return self.reader({**self.fixed, **values})
+    def arguments(self, *values: Mapping[str, Any]) -> Any:
+        """The driver's arguments for one search's values by parameter name."""
+        merged = dict(self.fixed)
+        for more in values:
+            merged.update(more)
+        return self.reader(merged)
 
 
 _COMPILED_SEARCHES: dict[
@@ -729,6 +730,7 @@ class _Search:
         self.builder = _ConditionBuilder(conn.dialect.name, _now_micros(), visibility)
         self._match_conditions: dict[bool, list[ColumnElement[bool]]] = {}
         self._positive_sizes: list[int] | None = None
+        self._visibility_key = visibility.key if isinstance(visibility, KeyedVisibility) else None
         self._shape = self._compiled_shape() if compiled else None
 
     @property
@@ -744,7 +746,7 @@ class _Search:
         """The request's shape when its statements can be compiled once for every search
         of that shape: its values can be lifted (``gateway.search.shapes``) and the
         access policy's condition, if any, is keyed."""
-        if self.visibility is not None and not isinstance(self.visibility, KeyedVisibility):
+        if self.visibility is not None and self._visibility_key is None:
             return None
         return shape_of(self.request)
 
@@ -764,21 +766,18 @@ class _Search:
         shape = self._shape
         if shape is None:
             return list(self.conn.execute(build(self)))
-        visibility_key = (
-            self.visibility.key if isinstance(self.visibility, KeyedVisibility) else None
-        )
         plan = self._plan() if planned else None
-        key = (use, self.conn.dialect.name, shape.key, visibility_key, plan)
+        key = (use, self.conn.dialect.name, shape.key, self._visibility_key, plan)
         compiled = _COMPILED_SEARCHES.get(key)
         if compiled is None:
-            template = _Search(self.conn, shape.template, self.visibility, compiled=False)
+            template = _Search(self.conn, shape.template(), self.visibility, compiled=False)
             # The template takes the way in chosen for this search's own values.
             template._positive_sizes = self._positive_sizes
             compiled = _CompiledSearch.of(build(template), self.conn.dialect, self.visibility)
             if len(_COMPILED_SEARCHES) >= _COMPILED_SEARCH_LIMIT:
                 _COMPILED_SEARCHES.clear()
             _COMPILED_SEARCHES[key] = compiled
-        arguments = compiled.arguments({**shape.values, **values} if values else shape.values)
+        arguments = compiled.arguments(shape.values, values or {})
         return RawExecutor.of(self.conn).fetchall_sql(compiled.sql, arguments)
 
     def match_conditions(self, *, counting: bool = False) -> list[ColumnElement[bool]]:
@@ -844,19 +843,16 @@ class _Search:
         """On SQLite, the way in chosen by counting index rows (``_criteria_conditions``):
         the position among the positive criteria of the one with the fewest rows, and
         whether it has few enough to drive a page; None when nothing is counted."""
-        positives = [c for c in self.request.criteria if _is_positive(c)]
+        criteria = self.request.criteria
+        positives = [index for index, criterion in enumerate(criteria) if _is_positive(criterion)]
         if (
             not self.builder.sqlite
             or not positives
-            or (len(positives) == 1 and _is_lookup(positives[0]))
+            or (len(positives) == 1 and _is_lookup(criteria[positives[0]]))
         ):
             return None
         if self._positive_sizes is None:
-            self._positive_sizes = [
-                self._capped_size(index)
-                for index, criterion in enumerate(self.request.criteria)
-                if _is_positive(criterion)
-            ]
+            self._positive_sizes = [self._capped_size(index) for index in positives]
         sizes = self._positive_sizes
         driver = min(range(len(sizes)), key=sizes.__getitem__)
         return driver, sizes[driver] <= _DRIVER_LIMIT
@@ -971,15 +967,7 @@ class _Search:
         if cursor is None:
             fetched = self._fetch_rows("page", lambda search: search.page_statement(None))
         else:
-            # The cursor's position is bound like the search's own values.
-            at = {f"cursor_{i}": value for i, value in enumerate(cursor.position)}
-            bound = replace(
-                cursor,
-                position=tuple(
-                    cast(CursorValue, bindparam(name, value, type_=NullType()))
-                    for name, value in at.items()
-                ),
-            )
+            bound, at = bound_cursor(cursor)
             side = ("backward" if cursor.backward else "forward") + (
                 " inclusive" if cursor.inclusive else ""
             )

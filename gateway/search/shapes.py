@@ -6,8 +6,8 @@ Two searches that differ only in their values (``identifier=A|1`` and
 modifiers, which parts of each value are present, date prefixes, sort, page size) and a
 template request whose values are named bound parameters (``slot_0``, ``slot_1``, …),
 plus the values themselves. The query builder builds and compiles the template once per
-shape; later searches of that shape run the compiled text with their own values
-(see ``gateway.search.query``).
+shape (the template is made only then); later searches of that shape run the compiled
+text with their own values (see ``gateway.search.query``).
 
 Only values that the builder binds as they are can be lifted: tokens (search.html
 §3.1.1.4.9) and ``_id``, references given as ``Type/id``, an id or a URL (§3.1.1.4.10),
@@ -27,6 +27,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import NullType
 
+from gateway.search.cursor import Cursor
 from gateway.search.params import (
     Criterion,
     DateValue,
@@ -52,30 +53,54 @@ _Lifted = TypeVar("_Lifted")
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """A search's shape (``key``), its template request and its values by slot name."""
+    """A search's shape (``key``) and its values by slot name; ``template()`` is the
+    request with those values as bound parameters, needed only to compile the shape."""
 
     key: Hashable
-    template: SearchRequest
     values: dict[str, Any]
+    request: SearchRequest
+
+    def template(self) -> SearchRequest:
+        """The request with each value a named bound parameter, in slot order."""
+        slots = _Slots(bind=True)
+        lifted = _lift_each(self.request.criteria, _lift_criterion, slots)
+        assert lifted is not None
+        request = self.request
+        return SearchRequest(
+            request.resource_type, criteria=lifted[1], sort=request.sort, count=request.count
+        )
 
 
 class _Slots:
-    """Hands out one bound parameter per value, named in order of appearance."""
+    """Names the values of a search in order of appearance; with ``bind``, hands each
+    out as a bound parameter of that name (otherwise as it is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bind: bool, prefix: str = SLOT_PREFIX) -> None:
+        self.bind = bind
+        self.prefix = prefix
         self.values: dict[str, Any] = {}
 
     def lift(self, value: Any) -> Any:
-        """``value`` as a named bound parameter (None stays None: it is part of the shape)."""
+        """``value`` in its slot (None stays None: it is part of the shape)."""
         if value is None:
             return None
-        name = f"{SLOT_PREFIX}{len(self.values)}"
+        name = f"{self.prefix}{len(self.values)}"
         self.values[name] = value
+        if not self.bind:
+            return value
         # Untyped, so that each comparison binds it as its column's type (a date's bounds
         # are BIGINT on PostgreSQL, not the INTEGER a Python int would suggest).
         parameter: BindParameter[Any] = bindparam(name, value, type_=NullType())
         # The template's values stand where the builder expects plain Python values.
         return cast(Any, parameter)
+
+
+def bound_cursor(cursor: Cursor) -> tuple[Cursor, dict[str, Any]]:
+    """A cursor whose position values are bound parameters (``cursor_0``, …), and those
+    values by name: a page beyond a cursor is compiled like the search's own values."""
+    slots = _Slots(bind=True, prefix="cursor_")
+    position = tuple(slots.lift(value) for value in cursor.position)
+    return replace(cursor, position=position), slots.values
 
 
 def _lift_value(value: SearchValue | MissingValue, slots: _Slots) -> tuple[Any, Any] | None:
@@ -129,7 +154,7 @@ def _lift_criterion(criterion: Criterion, slots: _Slots) -> tuple[Any, Criterion
         return None
     shapes, values = lifted
     shape = (criterion.resource_type, param.code, param.type, criterion.modifier, shapes)
-    return shape, replace(criterion, raw_value="", values=values)
+    return shape, replace(criterion, raw_value="", values=values) if slots.bind else criterion
 
 
 def _lift_each(
@@ -154,16 +179,12 @@ def shape_of(request: SearchRequest) -> Shape | None:
     value that cannot be lifted (see the module docstring). Includes, ``_summary``,
     ``_elements``, ``_total`` and the cursor are not part of the shape: the caller
     decides which of them a compiled statement may serve."""
-    slots = _Slots()
+    slots = _Slots(bind=False)
     lifted = _lift_each(request.criteria, _lift_criterion, slots)
     if lifted is None:
         return None
-    shapes, criteria = lifted
-    key = (request.resource_type, shapes, request.sort, request.count)
-    template = SearchRequest(
-        request.resource_type, criteria=criteria, sort=request.sort, count=request.count
-    )
-    return Shape(key, template, slots.values)
+    key = (request.resource_type, lifted[0], request.sort, request.count)
+    return Shape(key, slots.values, request)
 
 
-__all__ = ["SLOT_PREFIX", "Shape", "shape_of"]
+__all__ = ["SLOT_PREFIX", "Shape", "bound_cursor", "shape_of"]

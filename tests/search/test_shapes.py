@@ -69,7 +69,7 @@ def test_template_holds_bound_parameters_where_the_values_were() -> None:
         ("code", "http://snomed.info/sct|123"),
         ("authored", "ge2025-01-01"),
     )
-    subject, code, authored = (c.values[0] for c in shape.template.criteria)
+    subject, code, authored = (c.values[0] for c in shape.template().criteria)
     assert isinstance(subject, ReferenceValue) and subject.url is None
     assert isinstance(subject.target_type, BindParameter)
     assert isinstance(code, TokenValue) and code.match_system
