@@ -14,6 +14,7 @@ from gateway import __version__
 from gateway.admin.api import router as admin_router
 from gateway.api import errors
 from gateway.api.fhir import fhir_routes, transaction_or_batch
+from gateway.api.heap import settle_heap
 from gateway.audit.log import AuditLog
 from gateway.auth.routes import auth_routes, smart_configuration
 from gateway.auth.tokens import VerifiedTokens
@@ -34,8 +35,11 @@ def create_app(
     *,
     database: Database | None = None,
     migrate: bool = True,
+    serving: bool = False,
 ) -> Starlette:
-    """Builds the application; ``migrate`` brings the schema up to date first.
+    """Builds the application; ``migrate`` brings the schema up to date first, and
+    ``serving`` (a process that only serves it) settles the garbage collector once the
+    application has started (``heap.settle_heap``).
 
     The FHIR API is a lean Starlette application at ``/fhir`` (its handlers need no
     dependency injection, and every request skips FastAPI's middleware); the admin API,
@@ -61,6 +65,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if serving:
+            settle_heap()
         audit.start()
         if dispatcher is not None:
             dispatcher.start()
@@ -98,4 +104,4 @@ def create_app(
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` worker processes (the schema is already migrated)."""
-    return create_app(migrate=False)
+    return create_app(migrate=False, serving=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
+from functools import cache, partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -85,6 +85,11 @@ def _redaction_markers() -> dict[str, tuple[bytes | None, ...]]:
     return {type_: tuple(found) for type_, found in markers.items()}
 
 
+def _load_grants(db: Database, organization: str, client: str) -> list[ConsentGrant]:
+    with db.read_raw() as raw:
+        return grants_for(raw, client, organization)
+
+
 @dataclass
 class TrustPolicy:
     """Decisions for one request of ``requester`` at time ``now`` (µs, taken to the
@@ -133,14 +138,13 @@ class TrustPolicy:
         self._in_force = found
         return found
 
-    def _load_grants(self, client: str) -> list[ConsentGrant]:
-        with self.db.read_raw() as raw:
-            return grants_for(raw, client, self.requester.organization)
-
     @property
     def grants(self) -> GrantCache:
         if self._grants is None:
-            self._grants = GrantCache(self._load_grants)
+            # A function of the database and organisation, not a bound method: the policy
+            # and its cache must not form a reference cycle, or every request leaves
+            # garbage for the cyclic collector.
+            self._grants = GrantCache(partial(_load_grants, self.db, self.requester.organization))
         return self._grants
 
     @property
