@@ -48,6 +48,7 @@ from adapters.kela.directory import Directory
 from adapters.kela.errors import ErrorCode, KelaMessageError, MappingError
 
 Direction = Literal["inbound", "outbound"]
+DIRECTIONS: tuple[Direction, ...] = ("inbound", "outbound")
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from adapters.kela.engine import (
+    DIRECTIONS,
     CompileContext,
     Direction,
     Node,
@@ -157,7 +158,7 @@ def load_mapping(file_name: str) -> MessageMapping:
     raw = orjson.loads(_mapping_dir().joinpath(file_name).read_bytes())
     message = str(_require(raw, "message", file_name))
     direction = _require(raw, "direction", file_name)
-    if direction not in ("inbound", "outbound") or not file_name.endswith(f".{direction}.json"):
+    if direction not in DIRECTIONS or not file_name.endswith(f".{direction}.json"):
         raise MappingError(f"{file_name}: direction {direction!r} does not match the file name")
     schema_file = str(_require(raw, "schema", file_name))
     namespace = str(_require(raw, "namespace", file_name))

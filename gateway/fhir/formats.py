@@ -46,7 +46,7 @@ import copy
 import enum
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -230,6 +230,21 @@ def _model_constraints(cls: Any) -> tuple[tuple[str, ...], dict[str, str], tuple
             if extra.get("one_of_many_required") and group not in required_choices:
                 required_choices.append(group)
     return tuple(required), choice_groups, tuple(required_choices)
+
+
+def load_type_infos(names: Iterable[str]) -> set[str]:
+    """Works out the structure of ``names`` and of every data type reachable from them,
+    so that no request imports a model on first use; returns the names of them all."""
+    seen: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        elements = type_info(name).elements.values()
+        pending.extend(e.type_name for e in elements if e.kind is _COMPLEX)
+    return seen
 
 
 @cache

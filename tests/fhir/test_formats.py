@@ -17,6 +17,7 @@ from gateway.fhir.formats import (
     FHIR_NS,
     XHTML_NS,
     WireFormat,
+    load_type_infos,
     negotiate_response_format,
     parse_body,
     render,
@@ -1385,3 +1386,11 @@ def test_pretty_xml_is_indented() -> None:
     assert lines[1] == f'<Endpoint xmlns="{FHIR_NS}">'
     assert lines[2] == '  <id value="varha-fhir"/>'
     assert lines[-1] == "</Endpoint>"
+
+
+def test_load_type_infos_reaches_every_data_type_of_a_resource() -> None:
+    loaded = load_type_infos(["Patient"])
+    # Patient.contact, .name, .identifier.period and .link.other's Reference.
+    assert {"Patient", "PatientContact", "HumanName", "Identifier", "Period"} <= loaded
+    assert {"Reference", "CodeableConcept", "Coding", "Extension"} <= loaded
+    assert "string" not in loaded  # primitives have no structure of their own
