@@ -17,8 +17,10 @@ class Settings:
     default_page_size: int = 20
     max_page_size: int = 1000
     max_transaction_entries: int = 10_000
-    # Run service calls in worker threads instead of on the event loop.
-    service_threads: bool = False
+    # Run service calls in worker threads (True) or on the event loop (False); None
+    # chooses by database: threads for PostgreSQL, where every statement is a round trip
+    # that would stop the loop, the loop for SQLite (RequestContext.services_on_threads).
+    service_threads: bool | None = None
     # Every FHIR request needs a bearer token and passes the trust layer's policy. Off
     # (SILTA_AUTH=off) only for local experiments and the enforcement-off benchmark.
     auth_required: bool = True
@@ -34,9 +36,16 @@ class Settings:
             "max_body_bytes": int(env.get("SILTA_MAX_BODY_BYTES", 10 * 1024 * 1024)),
             "default_page_size": int(env.get("SILTA_DEFAULT_PAGE_SIZE", 20)),
             "max_page_size": int(env.get("SILTA_MAX_PAGE_SIZE", 1000)),
-            "service_threads": env.get("SILTA_SERVICE_THREADS", "") not in ("", "0", "false"),
+            "service_threads": _flag(env.get("SILTA_SERVICE_THREADS")),
             "auth_required": env.get("SILTA_AUTH", "on").lower() not in ("off", "0", "false"),
             "outbox_dispatcher": env.get("SILTA_OUTBOX_DISPATCHER", "1") not in ("0", "false"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _flag(value: str | None) -> bool | None:
+    """An on/off setting: None when unset (the default applies)."""
+    if value is None or value.strip() == "":
+        return None
+    return value.strip().lower() not in ("0", "false", "off", "no")

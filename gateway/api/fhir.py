@@ -111,9 +111,10 @@ def _request_base(request: Request) -> str:
 async def call(
     function: Callable[..., T], /, *, ctx: RequestContext, request: Request, **kwargs: Any
 ) -> T:
-    """Runs a service function: inline on the event loop (the default: the store's
+    """Runs a service function: inline on the event loop (the default on SQLite: its
     statements take microseconds, less than a hand-off to a worker thread), or in the
-    thread pool when ``SILTA_SERVICE_THREADS`` is set. Inline writes share their commit
+    thread pool (the default on PostgreSQL, whose statements are round trips that would
+    stop the loop; ``SILTA_SERVICE_THREADS`` chooses either). Inline writes share their commit
     with the write requests the loop runs next (``deferred_commits``); the answer waits
     for it. What it touched goes to the access and disclosure log, whatever its outcome."""
     query = request_query(request)
@@ -124,7 +125,7 @@ async def call(
         action=ACTIONS.get(function.__name__, function.__name__),
         query=f"{request.method} {request_path(request)}" + (f"?{query}" if query else ""),
     ):
-        if ctx.settings.service_threads:
+        if ctx.services_on_threads:
             return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
         with deferred_commits() as commits:
             result = function(ctx=ctx, **kwargs)

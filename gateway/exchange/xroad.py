@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -81,6 +82,9 @@ async def xroad_endpoint(request: Request) -> Response:
         base_url=auth_urls(request).fhir_base,
         write_hooks=state.write_hooks,
     )
+    if template.services_on_threads:
+        body, status = await run_in_threadpool(exchange, template, message, audit=state.audit)
+        return _soap(body, status)
     # The message's transaction may share its commit with the requests the event loop
     # runs next; the response is sent only once it is committed.
     with deferred_commits() as commits:

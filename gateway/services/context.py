@@ -74,6 +74,13 @@ class RequestContext:
             yield executor
 
     @property
+    def services_on_threads(self) -> bool:
+        """Whether service calls run in worker threads rather than on the event loop
+        (``Settings.service_threads``; by default on PostgreSQL only)."""
+        chosen = self.settings.service_threads
+        return self.db.is_postgresql if chosen is None else chosen
+
+    @property
     def requester(self) -> Requester | None:
         """Who asks (None when the gateway runs without authentication)."""
         return self.policy.requester

@@ -43,8 +43,19 @@ def kela_server() -> Iterator[FakeSecurityServer]:
 def gw(
     database: Database, kela_server: FakeSecurityServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Gateway]:
+    with _kela_gateway(database, kela_server, monkeypatch) as gateway:
+        yield gateway
+
+
+@contextmanager
+def _kela_gateway(
+    database: Database,
+    kela_server: FakeSecurityServer,
+    monkeypatch: pytest.MonkeyPatch,
+    service_threads: bool | None = None,
+) -> Iterator[Gateway]:
     monkeypatch.setenv("SILTA_XROAD_CLIENT", str(GATEWAY))
-    with trust_gateway(database) as gateway:
+    with trust_gateway(database, service_threads=service_threads) as gateway:
         with database.write() as conn:
             add_member(
                 conn, client=KELA, organization_id="kela", security_server_url=kela_server.url
@@ -84,6 +95,29 @@ def _counts(database: Database) -> tuple[int, int]:
 def _response_field(response: Any, name: str) -> str | None:
     found = etree.fromstring(response.content).find(f".//{{*}}{name}")
     return None if found is None else found.text
+
+
+@pytest.mark.parametrize("service_threads", [True, False], ids=["threads", "event-loop"])
+def test_messages_are_handled_alike_on_threads_and_on_the_event_loop(
+    database: Database,
+    kela_server: FakeSecurityServer,
+    monkeypatch: pytest.MonkeyPatch,
+    service_threads: bool,
+) -> None:
+    with _kela_gateway(database, kela_server, monkeypatch, service_threads) as gw:
+        registered = _counts(database)
+        envelope = _envelope(_body("with-consent"), "msg-path-1")
+        response = _post(gw, envelope)
+        assert response.status_code == 200, response.text
+        stored = _counts(database)
+        # Patient, ServiceRequest, Consent and Task, each in its first version.
+        assert (stored[0] - registered[0], stored[1] - registered[1]) == (4, 4)
+        assert _post(gw, envelope).content == response.content
+        bad = _body("with-consent")
+        bad.find(f".//{{{NS}}}Hetu").text = "150388-922A"
+        fault = _post(gw, _envelope(bad, "msg-path-2"))
+        assert fault.status_code == 500 and "invalid-hetu" in fault.text
+        assert _counts(database) == stored
 
 
 def test_notification_is_stored_once_and_answered_the_same(gw: Gateway, database: Database) -> None:

@@ -107,7 +107,7 @@ class Gateway:
 
 
 @contextmanager
-def trust_gateway(database: Database) -> Iterator[Gateway]:
+def trust_gateway(database: Database, *, service_threads: bool | None = None) -> Iterator[Gateway]:
     register_parties(database)
     keys = {org: make_key("ES384") for org in ORGANIZATIONS}
     for org, key in keys.items():
@@ -120,7 +120,10 @@ def trust_gateway(database: Database) -> Iterator[Gateway]:
             is_admin=org == "kela",
         )
     settings = Settings(
-        database_url=database.url, public_base_url=FHIR_BASE, outbox_dispatcher=False
+        database_url=database.url,
+        public_base_url=FHIR_BASE,
+        outbox_dispatcher=False,
+        service_threads=service_threads,
     )
     app = create_app(settings, database=database, migrate=False)
     assert TOKEN_URL.startswith("http://testserver")
