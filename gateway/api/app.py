@@ -42,8 +42,9 @@ def create_app(
     serving: bool = False,
 ) -> Starlette:
     """Builds the application; ``migrate`` brings the schema up to date first, and
-    ``serving`` (a process that only serves it) settles the garbage collector once the
-    application has started (``heap.settle_heap``).
+    ``serving`` (a process that only serves it) loads at start-up what requests would
+    load on first use and then settles the garbage collector (``warm_up``,
+    ``heap.settle_heap``).
 
     The FHIR API is a lean Starlette application at ``/fhir`` (its handlers need no
     dependency injection, and every request skips FastAPI's middleware); the admin API,

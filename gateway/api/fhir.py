@@ -114,9 +114,9 @@ async def call(
     """Runs a service function: inline on the event loop (the default on SQLite: its
     statements take microseconds, less than a hand-off to a worker thread), or in the
     thread pool (the default on PostgreSQL, whose statements are round trips that would
-    stop the loop; ``SILTA_SERVICE_THREADS`` chooses either). Inline writes share their commit
-    with the write requests the loop runs next (``deferred_commits``); the answer waits
-    for it. What it touched goes to the access and disclosure log, whatever its outcome."""
+    stop the loop; ``SILTA_SERVICE_THREADS`` chooses either). Inline writes share their
+    commit with the write requests the loop runs next (``deferred_commits``); the answer
+    waits for it. What it touched goes to the access and disclosure log, whatever its outcome."""
     query = request_query(request)
     with audited(
         request.app.state.audit,
