@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +22,7 @@ from gateway.api.http import (
     JSON_PATCH,
     Prefer,
     fhir_response,
+    on_service_thread,
     read_body,
     read_resource_body,
     request_path,
@@ -126,7 +126,7 @@ async def call(
         query=f"{request.method} {request_path(request)}" + (f"?{query}" if query else ""),
     ):
         if ctx.services_on_threads:
-            return await run_in_threadpool(functools.partial(function, ctx=ctx, **kwargs))
+            return await on_service_thread(request, functools.partial(function, ctx=ctx, **kwargs))
         with deferred_commits() as commits:
             result = function(ctx=ctx, **kwargs)
         await commits.wait()

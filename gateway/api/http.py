@@ -6,10 +6,12 @@ R4 http.html §3.1.0.1.10 (content types and encodings), §3.1.0.1.8 (Prefer ret
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,6 +66,22 @@ def http_date(micros: int) -> str:
 
 def version_headers(stored: StoredResource) -> dict[str, str]:
     return {"ETag": f'W/"{stored.version}"', "Last-Modified": http_date(stored.last_updated)}
+
+
+T = TypeVar("T")
+
+
+async def on_service_thread(request: Request, function: Callable[[], T]) -> T:
+    """Runs a service call on a worker thread. At most half as many run at once as the
+    database pool has connections: a call holds at most two at a time (its transaction
+    and a single-statement read, such as a policy lookup), so calls that each wait for a
+    second connection can never empty the pool between them."""
+    state = request.app.state
+    limiter = getattr(state, "service_limiter", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(max(1, state.database.max_connections // 2))
+        state.service_limiter = limiter
+    return await anyio.to_thread.run_sync(function, limiter=limiter)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

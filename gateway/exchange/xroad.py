@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from functools import partial
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,7 +41,7 @@ from adapters.xroad.envelope import (
 from adapters.xroad.inbound import find_response, record_response
 from adapters.xroad.members import organization_of
 from gateway.admin.agreements import active_agreements
-from gateway.api.http import read_body
+from gateway.api.http import on_service_thread, read_body
 from gateway.audit.log import AuditLog, audited
 from gateway.auth.routes import auth_urls
 from gateway.errors import FhirError
@@ -83,7 +83,9 @@ async def xroad_endpoint(request: Request) -> Response:
         write_hooks=state.write_hooks,
     )
     if template.services_on_threads:
-        body, status = await run_in_threadpool(exchange, template, message, audit=state.audit)
+        body, status = await on_service_thread(
+            request, partial(exchange, template, message, audit=state.audit)
+        )
         return _soap(body, status)
     # The message's transaction may share its commit with the requests the event loop
     # runs next; the response is sent only once it is committed.

@@ -42,7 +42,9 @@ SQLITE_PRAGMAS = (
 class Database:
     """An engine plus the transaction discipline every service call uses."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
+    ) -> None:
         self._thread_readers: threading.local | None = threading.local()
         self._reader_connections: list[Any] = []
         self.url = url
@@ -57,9 +59,11 @@ class Database:
             else:
                 kwargs["pool_size"] = min(pool_size, SQLITE_POOL_SIZE)
                 kwargs["max_overflow"] = 0
+            self.max_connections = min(pool_size, SQLITE_POOL_SIZE)
         else:
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = 10
+            kwargs["max_overflow"] = max_overflow
+            self.max_connections = pool_size + max_overflow
             # Search values differ wildly in selectivity: plan each statement for its values.
             kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)

@@ -4,14 +4,19 @@ all-or-nothing writes, on every backend."""
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from gateway.api.app import create_app
 from gateway.config import Settings
+from gateway.services import resources as resource_service
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from tests.fixtures import load_fixture
@@ -80,3 +85,46 @@ def test_unset_service_threads_choose_by_database(database: Database) -> None:
     assert context(None).services_on_threads is database.is_postgresql
     assert context(True).services_on_threads is True
     assert context(False).services_on_threads is False
+
+
+def test_calls_on_threads_are_bounded_by_the_connection_pool(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call may hold two connections at once (its transaction and a single-statement
+    read), so at most half as many calls as the pool has connections run together:
+    calls each waiting for a second connection could otherwise empty the pool."""
+    monkeypatch.setattr(database, "max_connections", 4)
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    read = resource_service.read_resource
+
+    @functools.wraps(read)
+    def slow_read(**kwargs: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return read(**kwargs)
+
+    monkeypatch.setattr(resource_service, "read_resource", slow_read)
+    app = create_app(replace(settings, service_threads=True), database=database, migrate=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        patient_id = client.post("/fhir/Patient", json=load_fixture("patient-virtanen")).json()[
+            "id"
+        ]
+        statuses: list[int] = []
+
+        def reader() -> None:
+            statuses.append(client.get(f"/fhir/Patient/{patient_id}").status_code)
+
+        readers = [threading.Thread(target=reader) for _ in range(8)]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join()
+    assert statuses == [200] * 8
+    assert most == 2
