@@ -51,6 +51,8 @@ class Database:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        # The most pooled connections open at once (SQLite's thread readers are extra).
+        self.max_connections: int
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False}
             if parsed.database in (None, "", ":memory:"):
