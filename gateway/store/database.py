@@ -22,6 +22,8 @@ from gateway.store.group_commit import WRITE_FLAG, BackgroundCommits, GroupCommi
 from gateway.store.raw import RawExecutor
 
 SQLITE_POOL_SIZE = 8
+POSTGRES_MAX_OVERFLOW = 10
+"""Connections a PostgreSQL pool opens beyond its size under load."""
 COMMIT_THREADS = 8
 """Threads that wait for PostgreSQL commits of requests served on the event loop."""
 SQLITE_GROUP_COMMIT = 32
@@ -42,9 +44,7 @@ SQLITE_PRAGMAS = (
 class Database:
     """An engine plus the transaction discipline every service call uses."""
 
-    def __init__(
-        self, url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10
-    ) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20) -> None:
         self._thread_readers: threading.local | None = threading.local()
         self._reader_connections: list[Any] = []
         self.url = url
@@ -64,8 +64,8 @@ class Database:
             self.max_connections = min(pool_size, SQLITE_POOL_SIZE)
         else:
             kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = max_overflow
-            self.max_connections = pool_size + max_overflow
+            kwargs["max_overflow"] = POSTGRES_MAX_OVERFLOW
+            self.max_connections = pool_size + POSTGRES_MAX_OVERFLOW
             # Search values differ wildly in selectivity: plan each statement for its values.
             kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)
