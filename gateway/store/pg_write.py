@@ -7,11 +7,13 @@ of data-modifying ``WITH`` queries (PostgreSQL 15 manual §7.8.4): its parts run
 snapshot, so the ``DELETE`` of a resource's old index rows cannot see the new rows
 inserted beside it, and nothing of it is done if the row it starts from is not there.
 
-Index rows are bound as one array per column and expanded by ``unnest`` (§9.19), so the
-statement text depends only on which index tables receive rows, and is built once for
-each such set. Only identifiers of the schema go into the text; every value is bound.
-The arrays have the unbounded base type of each column, so the ``INSERT`` still checks
-every value against its column (length limits included).
+The index rows of each table are bound as one JSON array of objects and expanded by
+``json_to_recordset`` (§9.16), so the statement text depends only on which index tables
+receive rows, and is built once for each such set. Only identifiers of the schema go
+into the text; every value is bound. One JSON text per table costs the driver a single
+string to send, where an array per column had it inspect and dump every element in
+Python. The record columns have the unbounded base type of each column, so the
+``INSERT`` still checks every value against its column (length limits included).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, Boolean, Float, Integer, Table
 
 from gateway.store.raw import RawExecutor
@@ -61,15 +64,15 @@ def lock_current(db: RawExecutor, keys: Sequence[tuple[str, str]]) -> list[Seque
     return db.fetchall_sql(_LOCK_CURRENT, {"res_types": types, "res_ids": ids})
 
 
-def _array_type(table: Table, name: str) -> str:
+def _record_type(table: Table, name: str) -> str:
     column_type = table.c[name].type
     if isinstance(column_type, BigInteger | Integer):
-        return "BIGINT[]"
+        return "BIGINT"
     if isinstance(column_type, Float):
-        return "FLOAT8[]"
+        return "FLOAT8"
     if isinstance(column_type, Boolean):
-        return "BOOLEAN[]"
-    return "TEXT[]"
+        return "BOOLEAN"
+    return "TEXT"
 
 
 def _value_columns(table: Table) -> list[str]:
@@ -80,10 +83,11 @@ def _value_columns(table: Table) -> list[str]:
 def _insert_index(key: str) -> str:
     table = DERIVED_TABLES[key]
     columns = _value_columns(table)
-    arrays = ", ".join(f"CAST(%({key}__{c})s AS {_array_type(table, c)})" for c in columns)
+    record = ", ".join(f'"{c}" {_record_type(table, c)}' for c in columns)
     return (
         f"ix_{key} AS (INSERT INTO {table.name} (resource_pk, res_type, {', '.join(columns)}) "
-        f"SELECT r.pk, r.res_type, u.* FROM r, unnest({arrays}) AS u)"
+        f"SELECT r.pk, r.res_type, u.* FROM r, "
+        f"json_to_recordset(CAST(%({key})s AS JSON)) AS u ({record}))"
     )
 
 
@@ -117,18 +121,28 @@ def replace_statement(keys: tuple[str, ...]) -> str:
 def index_arguments(
     index_rows: Mapping[str, Sequence[Mapping[str, Any]]],
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The tables that get rows, and one array of values per column of each."""
+    """The tables that get rows, and the rows of each as one JSON text (an index row's
+    keys are its columns' names). Floating-point values go as text, which
+    ``json_to_recordset`` reads with FLOAT8's own input (JSON has no infinity)."""
     keys = tuple(key for key in DERIVED_TABLES if index_rows.get(key))
     arguments: dict[str, Any] = {}
     for key in keys:
-        table = DERIVED_TABLES[key]
         rows = index_rows[key]
-        for name in _value_columns(table):
-            values = [row[name] for row in rows]
-            if isinstance(table.c[name].type, Float):
-                values = [None if v is None else float(v) for v in values]
-            arguments[f"{key}__{name}"] = values
+        floats = _FLOAT_COLUMNS[key]
+        if floats:
+            rows = [{**row, **{c: _float_text(row[c]) for c in floats}} for row in rows]
+        arguments[key] = orjson.dumps(rows).decode()
     return keys, arguments
+
+
+def _float_text(value: Any) -> str | None:
+    return None if value is None else repr(float(value))
+
+
+_FLOAT_COLUMNS = {
+    key: tuple(c for c in _value_columns(table) if isinstance(table.c[c].type, Float))
+    for key, table in DERIVED_TABLES.items()
+}
 
 
 def write(db: RawExecutor, statement: str, values: dict[str, Any]) -> int | None:

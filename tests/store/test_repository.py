@@ -229,6 +229,27 @@ def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
     assert _index_of(database, pk) == _expected({})
 
 
+def test_index_values_json_cannot_spell_are_stored_as_given(database: Database) -> None:
+    """Infinite number bounds, quotes, backslashes, control and non-BMP characters."""
+    awkward: dict[str, list[dict[str, object]]] = {
+        "string": [
+            {"param": "family", "value_norm": 'a"b\\c', "value_exact": "x\n\t\x01\U0001f600"}
+        ],
+        "number": [
+            {
+                "param": "value",
+                "value": 1e308,
+                "low": float("-inf"),
+                "high": float("inf"),
+                "system": None,
+                "code": None,
+            },
+        ],
+    }
+    pk = _store(database, index_rows=awkward)
+    assert _index_of(database, pk) == _expected(awkward)
+
+
 def test_an_index_value_too_long_for_its_column_is_refused_not_cut(database: Database) -> None:
     if database.is_sqlite:
         pytest.skip("SQLite does not enforce column lengths")
