@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import Connection, bindparam, insert, select, text
+from sqlalchemy import Connection, bindparam, insert, select
 
 from adapters.xroad.identifiers import ClientId
 from adapters.xroad.schema import inbound
@@ -45,12 +45,11 @@ def find_response(conn: Connection, client_id: ClientId | str, message_id: str) 
     concurrent copy of the same message waits until the first commits and then finds
     its response (SQLite write transactions are serial already)."""
     key = f"{client_id}\n{message_id}"
+    db = RawExecutor.of(conn)
     if conn.dialect.name == "postgresql":
         digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
-    row = RawExecutor.of(conn).fetchone(
-        _FIND, {"client_id": str(client_id), "message_id": message_id}
-    )
+        db.fetchone_sql("SELECT pg_advisory_xact_lock(%s)", (digest,))
+    row = db.fetchone(_FIND, {"client_id": str(client_id), "message_id": message_id})
     return None if row is None else bytes(row[0])
 
 
