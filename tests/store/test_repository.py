@@ -229,7 +229,9 @@ def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
     assert _index_of(database, pk) == _expected({})
 
 
-def test_index_values_json_cannot_spell_are_stored_as_given(database: Database) -> None:
+def test_index_values_json_must_escape_or_cannot_spell_are_stored_as_given(
+    database: Database,
+) -> None:
     """Infinite number bounds, quotes, backslashes, control and non-BMP characters."""
     awkward: dict[str, list[dict[str, object]]] = {
         "string": [
