@@ -7,13 +7,10 @@ of data-modifying ``WITH`` queries (PostgreSQL 15 manual §7.8.4): its parts run
 snapshot, so the ``DELETE`` of a resource's old index rows cannot see the new rows
 inserted beside it, and nothing of it is done if the row it starts from is not there.
 
-The index rows of each table are bound as one JSON array of objects and expanded by
-``json_to_recordset`` (§9.16), so the statement text depends only on which index tables
-receive rows, and is built once for each such set. Only identifiers of the schema go
-into the text; every value is bound. One JSON text per table costs the driver a single
-string to send, where an array per column had it inspect and dump every element in
-Python. The record columns have the unbounded base type of each column, so the
-``INSERT`` still checks every value against its column (length limits included).
+The index rows of each table are bound as one JSON text (``gateway.store.pg_json``),
+so the statement text depends only on which index tables receive rows, and is built
+once for each such set. Only identifiers of the schema go into the text; every value
+is bound.
 """
 
 from __future__ import annotations
@@ -22,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-import orjson
-from sqlalchemy import BigInteger, Boolean, Float, Integer, Table
+from sqlalchemy import Table
 
+from gateway.store import pg_json
 from gateway.store.raw import RawExecutor
 from gateway.store.schema import DERIVED_TABLES
 
@@ -64,17 +61,6 @@ def lock_current(db: RawExecutor, keys: Sequence[tuple[str, str]]) -> list[Seque
     return db.fetchall_sql(_LOCK_CURRENT, {"res_types": types, "res_ids": ids})
 
 
-def _record_type(table: Table, name: str) -> str:
-    column_type = table.c[name].type
-    if isinstance(column_type, BigInteger | Integer):
-        return "BIGINT"
-    if isinstance(column_type, Float):
-        return "FLOAT8"
-    if isinstance(column_type, Boolean):
-        return "BOOLEAN"
-    return "TEXT"
-
-
 def _value_columns(table: Table) -> list[str]:
     """The columns of an index row besides ``resource_pk`` and ``res_type``."""
     return [c.name for c in table.columns if c.name not in ("resource_pk", "res_type")]
@@ -83,11 +69,10 @@ def _value_columns(table: Table) -> list[str]:
 def _insert_index(key: str) -> str:
     table = DERIVED_TABLES[key]
     columns = _value_columns(table)
-    record = ", ".join(f'"{c}" {_record_type(table, c)}' for c in columns)
+    selected, rows = pg_json.expand(table, columns, f"%({key})s")
     return (
         f"ix_{key} AS (INSERT INTO {table.name} (resource_pk, res_type, {', '.join(columns)}) "
-        f"SELECT r.pk, r.res_type, u.* FROM r, "
-        f"json_to_recordset(CAST(%({key})s AS JSON)) AS u ({record}))"
+        f"SELECT r.pk, r.res_type, {selected} FROM r, {rows})"
     )
 
 
@@ -122,27 +107,9 @@ def index_arguments(
     index_rows: Mapping[str, Sequence[Mapping[str, Any]]],
 ) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The tables that get rows, and the rows of each as one JSON text (an index row's
-    keys are its columns' names). Floating-point values go as text, which
-    ``json_to_recordset`` reads with FLOAT8's own input (JSON has no infinity)."""
+    keys are its columns' names)."""
     keys = tuple(key for key in DERIVED_TABLES if index_rows.get(key))
-    arguments: dict[str, Any] = {}
-    for key in keys:
-        rows = index_rows[key]
-        floats = _FLOAT_COLUMNS[key]
-        if floats:
-            rows = [{**row, **{c: _float_text(row[c]) for c in floats}} for row in rows]
-        arguments[key] = orjson.dumps(rows).decode()
-    return keys, arguments
-
-
-def _float_text(value: Any) -> str | None:
-    return None if value is None else repr(float(value))
-
-
-_FLOAT_COLUMNS = {
-    key: tuple(c for c in _value_columns(table) if isinstance(table.c[c].type, Float))
-    for key, table in DERIVED_TABLES.items()
-}
+    return keys, {key: pg_json.rows_json(DERIVED_TABLES[key], index_rows[key]) for key in keys}
 
 
 def write(db: RawExecutor, statement: str, values: dict[str, Any]) -> int | None:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from gateway.store import pg_json
+
 SQLITE_CHUNK = 64
 """Rows per multi-row INSERT of a large SQLite batch (e.g. the access log's)."""
 
@@ -137,7 +139,11 @@ class RawExecutor:
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Inserts rows given as column → value mappings (see ``insert_values``)."""
-        if rows:
+        if not rows:
+            return
+        if self.dialect.name == "postgresql":
+            self._insert_json(table, rows)
+        else:
             self.insert_values(table, list(map(row_reader(table_columns(table)), rows)))
 
     def insert_values(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
@@ -145,52 +151,63 @@ class RawExecutor:
         holds a value for every column of ``table``, in the table's column order.
 
         SQLite takes them through ``executemany`` (a loop in C); PostgreSQL gets one
-        multi-row ``INSERT … VALUES (…), (…)`` (psycopg's pipelined executemany costs
-        more client CPU than the statement saves). Only identifiers of the schema are
-        put into the SQL text; values are always bound.
+        ``INSERT … SELECT`` over the rows bound as one JSON text (``gateway.store.pg_json``:
+        one parameter, one statement text whatever the number of rows). Only identifiers
+        of the schema are put into the SQL text; values are always bound.
         """
         if not rows:
             return
+        if self.dialect.name == "postgresql":
+            columns = table_columns(table)
+            self._insert_json(table, [dict(zip(columns, row, strict=True)) for row in rows])
+            return
         cursor = self.dbapi.cursor()
         try:
-            if self.dialect.name != "postgresql":
-                # Large batches go in statements of SQLITE_CHUNK rows (one step each, so
-                # the driver releases the GIL once per chunk, not once per row); the
-                # rest through executemany. Two statement texts per table stay cached.
-                full = len(rows) - len(rows) % SQLITE_CHUNK
-                if full:
-                    sql = _insert_sql(table, SQLITE_CHUNK, "?")
-                    for start in range(0, full, SQLITE_CHUNK):
-                        chunk = rows[start : start + SQLITE_CHUNK]
-                        cursor.execute(sql, [v for row in chunk for v in row])
-                if full < len(rows):
-                    cursor.executemany(_insert_sql(table, 1, "?"), rows[full:])
-                return
-            count = len(rows)
-            sql = _insert_sql(table, count, "%s") if count <= SQLITE_CHUNK else _build(table, count)
-            cursor.execute(sql, [v for row in rows for v in row])
+            # Large batches go in statements of SQLITE_CHUNK rows (one step each, so the
+            # driver releases the GIL once per chunk, not once per row); the rest through
+            # executemany. Two statement texts per table stay cached.
+            full = len(rows) - len(rows) % SQLITE_CHUNK
+            if full:
+                sql = _sqlite_insert(table, SQLITE_CHUNK)
+                for start in range(0, full, SQLITE_CHUNK):
+                    chunk = rows[start : start + SQLITE_CHUNK]
+                    cursor.execute(sql, [v for row in chunk for v in row])
+            if full < len(rows):
+                cursor.executemany(_sqlite_insert(table, 1), rows[full:])
+        finally:
+            cursor.close()
+
+    def _insert_json(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        sql: str | None = table.info.get("json_insert")
+        if sql is None:
+            columns = table_columns(table)
+            selected, source = pg_json.expand(table, columns, "%s")
+            sql = table.info["json_insert"] = (
+                f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM {source}"
+            )
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(sql, (pg_json.rows_json(table, rows),))
         finally:
             cursor.close()
 
 
-def _build(table: Table, rows: int, placeholder: str = "%s") -> str:
-    """``INSERT INTO table (every column) VALUES (…), …`` for ``rows`` rows."""
+@lru_cache(maxsize=512)
+def _sqlite_insert(table: Table, rows: int) -> str:
+    """``INSERT INTO table (every column) VALUES (?, …), …`` for ``rows`` rows."""
     columns = table_columns(table)
-    one = "(" + ", ".join(placeholder for _ in columns) + ")"
+    one = "(" + ", ".join("?" for _ in columns) + ")"
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES " + ", ".join(
         one for _ in range(rows)
     )
-
-
-_insert_sql = lru_cache(maxsize=512)(_build)
-"""``_build`` for the texts used again and again (up to SQLITE_CHUNK rows)."""
 
 
 def table_columns(table: Table) -> tuple[str, ...]:
     """The column names of one of the store's tables, in order (cached on the table)."""
     columns: tuple[str, ...] | None = table.info.get("column_names")
     if columns is None:
-        columns = table.info["column_names"] = tuple(c.name for c in table.columns)
+        # Plain strings: a Column's name is a str subclass, which orjson takes as no key.
+        columns = table.info["column_names"] = tuple(str(c.name) for c in table.columns)
     return columns
 
 
