@@ -19,7 +19,6 @@ A request that ends in a Fault records nothing, so its sender may repeat it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from sqlalchemy import Connection, bindparam, insert, select
@@ -44,11 +43,8 @@ def find_response(conn: Connection, client_id: ClientId | str, message_id: str) 
     On PostgreSQL this first takes a transaction-scoped advisory lock on the pair, so a
     concurrent copy of the same message waits until the first commits and then finds
     its response (SQLite write transactions are serial already)."""
-    key = f"{client_id}\n{message_id}"
     db = RawExecutor.of(conn)
-    if conn.dialect.name == "postgresql":
-        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        db.fetchone_sql("SELECT pg_advisory_xact_lock(%s)", (digest,))
+    db.lock_transaction_key(f"{client_id}\n{message_id}")
     row = db.fetchone(_FIND, {"client_id": str(client_id), "message_id": message_id})
     return None if row is None else bytes(row[0])
 

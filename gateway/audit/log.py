@@ -234,9 +234,8 @@ def append(db: Database, records: Sequence[AuditRecord]) -> None:
     )
     prepared = [_prepared(record, hetus) for record in records]
     with db.write() as conn:
-        if db.is_postgresql:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
         raw = RawExecutor.of(conn)
+        raw.lock_transaction_key(_CHAIN_LOCK_KEY)
         last = raw.fetchone(_LAST_ENTRY, {})
         seq, prev_hash = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         entries: list[dict[str, Any]] = []

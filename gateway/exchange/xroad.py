@@ -51,7 +51,7 @@ from gateway.policy import Requester
 from gateway.policy.trust import TrustPolicy
 from gateway.services import transactions
 from gateway.services.context import RequestContext
-from gateway.services.resources import now_micros
+from gateway.services.resources import lock_conditions, now_micros
 from gateway.store import repository
 from gateway.store.group_commit import GroupCommitFailed, deferred_commits
 from gateway.store.raw import RawExecutor
@@ -161,6 +161,9 @@ def _process(template: RequestContext, xroad: XRoadRequest, audit: AuditLog | No
         result = map_inbound(
             xroad.service_code, xroad.body, RegisterDirectory(conn), sender=organization
         )
+        # Messages about one client (whose Patient the Bundle creates if none exists)
+        # are handled one at a time, so the in-hand check sees the other's Task.
+        lock_conditions(ctx, conn, transactions.conditions_of(ctx, result.bundle))
         in_hand = None
         if result.service_code == "ConcernNotification":
             in_hand = _already_in_hand(ctx, conn, result)

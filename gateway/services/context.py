@@ -42,6 +42,8 @@ class RequestContext:
     locked_current: dict[tuple[str, str], StoredResource | None] = field(
         default_factory=dict, init=False, repr=False
     )
+    # The conditional writes' (type, criteria) whose locks the open transaction holds.
+    locked_conditions: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
 
     @contextmanager
@@ -55,6 +57,7 @@ class RequestContext:
                 yield conn
             finally:
                 self._conn = None
+                self.locked_conditions.clear()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

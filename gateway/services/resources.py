@@ -8,17 +8,17 @@ in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import jsonpatch
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from gateway.errors import (
     BadRequest,
@@ -196,12 +196,17 @@ def _check_write(
         )
 
 
-def _lock_condition(ctx: RequestContext, conn: Connection, key: str) -> None:
-    """Serialises conditional writes with the same criteria (PostgreSQL advisory lock;
-    SQLite write transactions are already serial)."""
-    if ctx.db.is_postgresql:
-        digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": digest})
+def lock_conditions(
+    ctx: RequestContext, conn: Connection, conditions: Iterable[tuple[str, str]]
+) -> None:
+    """Serialises conditional writes with the same (type, criteria) until the
+    transaction ends: each condition is locked once per transaction, and those locked
+    together in one order, so writers that lock several never wait for each other in a
+    cycle."""
+    db = RawExecutor.of(conn)
+    for condition in sorted(set(conditions) - ctx.locked_conditions):
+        db.lock_transaction_key(f"{condition[0]}?{condition[1]}")
+        ctx.locked_conditions.add(condition)
 
 
 def _single_match(
@@ -210,7 +215,7 @@ def _single_match(
     """The one visible resource a conditional write's criteria match (R4 http.html
     §3.1.0.8.1, §3.1.0.4.3, §3.1.0.7.1), None for none, 412 for several (``what``
     begins the message); writes with the same criteria are serialised first."""
-    _lock_condition(ctx, conn, f"{resource_type}?{criteria}")
+    lock_conditions(ctx, conn, [(resource_type, criteria)])
     matches = find_matches(
         conn, resource_type, parse_qsl(criteria), limit=2, visibility=ctx.policy.visibility()
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -146,6 +147,7 @@ def _transaction(ctx: RequestContext, entries: list[Entry]) -> dict[str, Any]:
     current: Entry | None = None
     try:
         with ctx.write() as conn:
+            resource_service.lock_conditions(ctx, conn, _conditions(entries))
             references = _assign_ids(ctx, conn, entries)
             for entry in entries:
                 if entry.resource is not None:
@@ -198,6 +200,26 @@ def _batch(ctx: RequestContext, raw_entries: list[Any]) -> dict[str, Any]:
                 }
             )
     return bundle("batch-response", now_micros=now_micros(), entry=results or None)
+
+
+def conditions_of(ctx: RequestContext, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, criteria) of the conditional writes of the transaction Bundle ``body``,
+    for a caller that must lock them (``resources.lock_conditions``) before it reads
+    what the Bundle's outcome depends on."""
+    entries = body.get("entry") or []
+    return list(_conditions([_parse_entry(ctx, i, raw) for i, raw in enumerate(entries)]))
+
+
+def _conditions(entries: list[Entry]) -> Iterator[tuple[str, str]]:
+    """(type, criteria) of every conditional create, update and delete of a Bundle: two
+    transactions with the same one must not both find no match and both create."""
+    for entry in entries:
+        if not entry.resource_type:
+            continue
+        if entry.method == "POST" and entry.if_none_exist:
+            yield entry.resource_type, entry.if_none_exist
+        elif entry.method in ("PUT", "DELETE") and entry.resource_id is None and entry.query:
+            yield entry.resource_type, entry.query
 
 
 def _write_target(entry: Entry) -> tuple[str, str] | None:

@@ -11,6 +11,7 @@ dynamic SQL (history, the searches that are built per request) runs through Core
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
@@ -136,6 +137,16 @@ class RawExecutor:
             cursor.executemany(sql, [arguments(row) for row in rows])
         finally:
             cursor.close()
+
+    def lock_transaction_key(self, key: str | int) -> None:
+        """Waits for, and holds until the transaction ends, PostgreSQL's advisory lock
+        on ``key`` (manual §9.27.10; a string is hashed to the lock's 64 bits). SQLite's
+        write transactions are serial already: nothing to do there."""
+        if self.dialect.name != "postgresql":
+            return
+        if isinstance(key, str):
+            key = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        self.fetchone_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
 
     def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         """Inserts rows given as column → value mappings (see ``insert_values``)."""

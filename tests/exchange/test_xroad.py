@@ -5,6 +5,7 @@ server (a real HTTP server on loopback) through the outbox."""
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,8 +21,12 @@ from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
 from gateway.admin import agreements as svc
 from gateway.audit.log import entries as audit_entries
+from gateway.config import Settings
+from gateway.exchange.loop import task_changed
+from gateway.exchange.xroad import exchange
 from gateway.outbox.dispatcher import Dispatcher
 from gateway.outbox.messages import list_messages
+from gateway.services.context import RequestContext
 from gateway.store.database import Database
 from gateway.store.schema import resource, resource_version
 from tests.policy import Gateway, trust_gateway
@@ -245,6 +250,45 @@ def test_second_notification_for_a_client_in_hand(gw: Gateway, database: Databas
     assert requests["total"] == 2
     linked = [e["resource"] for e in requests["entry"] if e["resource"].get("supportingInfo")]
     assert len(linked) == 1
+
+
+def test_notifications_about_one_client_at_once_start_one_process(
+    gw: Gateway, database: Database
+) -> None:
+    """Notifications about one client arriving side by side (PostgreSQL runs their
+    transactions in parallel) are handled one at a time: one Patient, one Task, and the
+    others answered as already in hand."""
+    template = RequestContext(
+        db=database,
+        settings=Settings(database_url=database.url),
+        base_url="http://testserver/fhir",
+        write_hooks=(task_changed,),
+    )
+    envelopes = []
+    for n in range(4):
+        body = copy.deepcopy(_body("with-consent"))
+        body.find(f"{{{NS}}}NotificationId").text = f"KELA-SHL35-2025-00{n:04d}"
+        envelopes.append(_envelope(body, f"side-by-side-{n}"))
+    barrier = threading.Barrier(len(envelopes))
+    statuses: list[str | None] = []
+
+    def send(envelope: bytes) -> None:
+        barrier.wait()
+        response, status = exchange(template, envelope)
+        assert status == 200, response
+        found = etree.fromstring(response).find(".//{*}ReceiptStatus")
+        statuses.append(None if found is None else found.text)
+
+    threads = [threading.Thread(target=send, args=(e,)) for e in envelopes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(s or "" for s in statuses).count("already-in-hand") == 3, statuses
+    kela = gw.headers("kela")
+    assert gw.client.get("/fhir/Patient", headers=kela).json()["total"] == 1
+    pirha = gw.headers("pirha", purpose="concern-notification")
+    assert gw.client.get("/fhir/Task?owner=Organization/pirha", headers=pirha).json()["total"] == 1
 
 
 def _work_task(gw: Gateway, org: str, purpose: str, **changes: Any) -> dict[str, Any]:

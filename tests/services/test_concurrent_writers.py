@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from urllib.parse import parse_qsl
 
 import orjson
 
 from gateway.config import Settings
 from gateway.errors import Conflict, PreconditionFailed
+from gateway.search.query import find_matches
 from gateway.services import resources, transactions
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
@@ -141,3 +143,51 @@ def test_transactions_updating_the_same_resources_in_any_order_all_succeed(
     for task_id in ids:
         final = resources.read_resource(ctx, resource_type="Task", resource_id=task_id)
         assert final.version == 1 + WRITERS * ROUNDS
+
+
+def test_parallel_transactions_with_conditional_creates_make_one_resource_each(
+    database: Database,
+) -> None:
+    """Every writer's Bundle creates the same two Patients if none exist (half of them
+    naming the two in the opposite order) and a Task about the first: one Patient per
+    criteria results, and no writer fails (the criteria are locked in one order)."""
+    patients = [load_fixture("patient-virtanen"), load_fixture("patient-aijala")]
+    criteria = [f"identifier=urn:oid:1.2.246.21|{p['identifier'][0]['value']}" for p in patients]
+    barrier = threading.Barrier(WRITERS)
+    failures: list[BaseException] = []
+
+    def create(index: int) -> dict[str, object]:
+        return {
+            "fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{index}",
+            "resource": patients[index],
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria[index]},
+        }
+
+    def writer(index: int) -> None:
+        task = load_fixture("task-huoli-aijala")
+        task["for"] = {"reference": "urn:uuid:00000000-0000-4000-8000-000000000000"}
+        task_entry = {"resource": task, "request": {"method": "POST", "url": "Task"}}
+        order = [0, 1] if index % 2 == 0 else [1, 0]
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [*(create(i) for i in order), task_entry],
+        }
+        barrier.wait()
+        try:
+            transactions.process_bundle(context(database), bundle)
+        except Exception as error:  # every failure is reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with database.read() as conn:
+        counts = [
+            len(find_matches(conn, "Patient", parse_qsl(condition), limit=10))
+            for condition in criteria
+        ]
+    assert counts == [1, 1]
