@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import orjson
@@ -20,6 +21,40 @@ from tests.fixtures import load_fixture
 
 WRITERS = 6
 ROUNDS = 4
+
+
+def side_by_side(work: Callable[[int], object]) -> None:
+    """Runs ``work(0)`` … ``work(WRITERS - 1)`` on threads of their own and waits for all."""
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def transaction(entries: list[dict[str, object]]) -> dict[str, object]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def process_side_by_side(
+    database: Database, bundles: Callable[[int], list[dict[str, object]]]
+) -> None:
+    """Each writer processes its ``bundles(index)`` in turn, all writers starting
+    together; none of the Bundles may fail."""
+    barrier = threading.Barrier(WRITERS)
+    failures: list[BaseException] = []
+
+    def writer(index: int) -> None:
+        mine = bundles(index)
+        barrier.wait()
+        for bundle in mine:
+            try:
+                transactions.process_bundle(context(database), bundle)
+            except Exception as error:  # every failure is reported below
+                failures.append(error)
+
+    side_by_side(writer)
+    assert failures == []
 
 
 def context(database: Database) -> RequestContext:
@@ -60,11 +95,7 @@ def test_if_match_updates_in_parallel_lose_nothing(database: Database) -> None:
             with lock:
                 outcomes["ok"] += 1
 
-    threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    side_by_side(lambda index: writer(f"w{index}"))
     final = resources.read_resource(context(database), resource_type="Task", resource_id=task_id)
     assert final.body is not None
     notes = [n["text"] for n in orjson.loads(final.body)["note"]]
@@ -89,11 +120,7 @@ def test_parallel_conditional_creates_make_one_resource(database: Database) -> N
         )
         created.append(result.created)
 
-    threads = [threading.Thread(target=creator) for _ in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    side_by_side(lambda _: creator())
     assert sorted(created) == [False] * (WRITERS - 1) + [True]
 
 
@@ -111,8 +138,6 @@ def test_transactions_updating_the_same_resources_in_any_order_all_succeed(
             ctx, resource_type="Task", resource=load_fixture("task-huoli-aijala")
         )
         ids.append(created.stored.res_id)
-    barrier = threading.Barrier(WRITERS)
-    failures: list[BaseException] = []
 
     def put(task_id: str, name: str) -> dict[str, object]:
         task = load_fixture("task-huoli-aijala")
@@ -120,26 +145,14 @@ def test_transactions_updating_the_same_resources_in_any_order_all_succeed(
         task["note"] = [{"text": name}]
         return {"resource": task, "request": {"method": "PUT", "url": f"Task/{task_id}"}}
 
-    def writer(index: int) -> None:
+    def bundles(index: int) -> list[dict[str, object]]:
         order = ids if index % 2 == 0 else list(reversed(ids))
-        barrier.wait()
-        for round_ in range(ROUNDS):
-            bundle = {
-                "resourceType": "Bundle",
-                "type": "transaction",
-                "entry": [put(task_id, f"w{index}-{round_}") for task_id in order],
-            }
-            try:
-                transactions.process_bundle(context(database), bundle)
-            except Exception as error:  # every failure is reported below
-                failures.append(error)
+        return [
+            transaction([put(task_id, f"w{index}-{round_}") for task_id in order])
+            for round_ in range(ROUNDS)
+        ]
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    process_side_by_side(database, bundles)
     for task_id in ids:
         final = resources.read_resource(ctx, resource_type="Task", resource_id=task_id)
         assert final.version == 1 + WRITERS * ROUNDS
@@ -153,8 +166,6 @@ def test_parallel_transactions_with_conditional_creates_make_one_resource_each(
     criteria results, and no writer fails (the criteria are locked in one order)."""
     patients = [load_fixture("patient-virtanen"), load_fixture("patient-aijala")]
     criteria = [f"identifier=urn:oid:1.2.246.21|{p['identifier'][0]['value']}" for p in patients]
-    barrier = threading.Barrier(WRITERS)
-    failures: list[BaseException] = []
 
     def create(index: int) -> dict[str, object]:
         return {
@@ -163,28 +174,17 @@ def test_parallel_transactions_with_conditional_creates_make_one_resource_each(
             "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria[index]},
         }
 
-    def writer(index: int) -> None:
+    def bundles(index: int) -> list[dict[str, object]]:
         task = load_fixture("task-huoli-aijala")
         task["for"] = {"reference": "urn:uuid:00000000-0000-4000-8000-000000000000"}
-        task_entry = {"resource": task, "request": {"method": "POST", "url": "Task"}}
-        order = [0, 1] if index % 2 == 0 else [1, 0]
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [*(create(i) for i in order), task_entry],
+        task_entry: dict[str, object] = {
+            "resource": task,
+            "request": {"method": "POST", "url": "Task"},
         }
-        barrier.wait()
-        try:
-            transactions.process_bundle(context(database), bundle)
-        except Exception as error:  # every failure is reported below
-            failures.append(error)
+        order = [0, 1] if index % 2 == 0 else [1, 0]
+        return [transaction([*(create(i) for i in order), task_entry])]
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    process_side_by_side(database, bundles)
     with database.read() as conn:
         counts = [
             len(find_matches(conn, "Patient", parse_qsl(condition), limit=10))
