@@ -128,7 +128,19 @@ class Database:
             return
         raw = self.engine.raw_connection()
         try:
-            yield RawExecutor(raw.driver_connection, self.engine.dialect)
+            driver: Any = raw.driver_connection
+            if not self.is_postgresql:
+                yield RawExecutor(driver, self.engine.dialect)
+                return
+            # In autocommit each statement is its own transaction: the driver sends no
+            # BEGIN before it and the pool's reset no ROLLBACK after it (two round trips
+            # of three). The pool gets the connection back as it lent it.
+            driver.autocommit = True
+            try:
+                yield RawExecutor(driver, self.engine.dialect)
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False
         finally:
             raw.close()
 

@@ -62,3 +62,24 @@ def test_a_connection_back_in_the_pool_a_moment_ago_is_not_pinged(
     monkeypatch.setattr(database_module, "PING_AFTER_IDLE_SECONDS", 0.0)
     _backend_pid(database)
     assert len(pings) == 1
+
+
+def test_a_raw_read_is_one_statement_and_lends_the_connection_back_as_it_was(
+    database: Database,
+) -> None:
+    """On PostgreSQL a raw read runs in autocommit: no BEGIN before its statement, no
+    ROLLBACK after, and no transaction left open, even when the statement fails; the
+    pooled connection then begins transactions again for the next user."""
+    if database.is_sqlite:
+        pytest.skip("SQLite's raw reads use a reader connection of their own")
+    with database.read_raw() as raw:
+        row = raw.fetchone_sql("SELECT now() = statement_timestamp()", ())
+        assert row is not None and row[0] is True  # no transaction began before it
+    with pytest.raises(Exception, match="no_such_table"), database.read_raw() as raw:
+        raw.fetchone_sql("SELECT * FROM no_such_table", ())
+    with database.read_raw() as raw:
+        assert raw.fetchone_sql("SELECT 1", ()) == (1,)
+    with database.read() as conn:
+        conn.execute(text("SELECT 1"))
+        in_transaction = conn.execute(text("SELECT now() = statement_timestamp()")).scalar()
+    assert in_transaction is False
