@@ -105,7 +105,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction over one consistent snapshot."""
+        """A connection for reads. On SQLite they share one transaction, over one
+        snapshot. On PostgreSQL each statement runs on its own (autocommit): under READ
+        COMMITTED every statement takes its own snapshot anyway (manual §13.2.1), and
+        the driver then sends no BEGIN before the first and no COMMIT after the last."""
+        if self.is_postgresql:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
 

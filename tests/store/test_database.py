@@ -69,7 +69,7 @@ def test_a_raw_read_is_one_statement_and_lends_the_connection_back_as_it_was(
 ) -> None:
     """On PostgreSQL a raw read runs in autocommit: no BEGIN before its statement, no
     ROLLBACK after, and no transaction left open, even when the statement fails; the
-    pooled connection then begins transactions again for the next user."""
+    pooled connection then begins transactions again for the next writer."""
     if database.is_sqlite:
         pytest.skip("SQLite's raw reads use a reader connection of their own")
     with database.read_raw() as raw:
@@ -79,7 +79,18 @@ def test_a_raw_read_is_one_statement_and_lends_the_connection_back_as_it_was(
         raw.fetchone_sql("SELECT * FROM no_such_table", ())
     with database.read_raw() as raw:
         assert raw.fetchone_sql("SELECT 1", ()) == (1,)
-    with database.read() as conn:
+    with database.write() as conn:
         conn.execute(text("SELECT 1"))
         in_transaction = conn.execute(text("SELECT now() = statement_timestamp()")).scalar()
     assert in_transaction is False
+
+
+def test_reads_on_postgresql_run_each_statement_on_its_own(database: Database) -> None:
+    """Under READ COMMITTED every statement has its own snapshot anyway; a read sends
+    no BEGIN and no COMMIT around its statements."""
+    if database.is_sqlite:
+        pytest.skip("SQLite's reads share one transaction over one snapshot")
+    with database.read() as conn:
+        conn.execute(text("SELECT 1"))
+        alone = conn.execute(text("SELECT now() = statement_timestamp()")).scalar()
+    assert alone is True
