@@ -58,8 +58,9 @@ def rows_json(table: Table, rows: Iterable[Mapping[str, Any]]) -> str:
 def _float_columns(table: Table) -> tuple[str, ...]:
     found: tuple[str, ...] | None = table.info.get("float_columns")
     if found is None:
+        # Plain strings: a Column's name is a str subclass, which orjson takes as no key.
         found = table.info["float_columns"] = tuple(
-            c.name for c in table.columns if isinstance(c.type, Float)
+            str(c.name) for c in table.columns if isinstance(c.type, Float)
         )
     return found
 
