@@ -123,6 +123,7 @@ class Stats:
     first_error: str = ""
     client_cpu: float = 0.0
     server_cpu: float | None = None
+    loop_cpu: float | None = None  # the server's main thread: its event loop
     load_average: float | None = None
 
     @property
@@ -194,16 +195,19 @@ async def measure(
     duration: float,
     warmup: float = 0.0,
     server_cpu: Callable[[], float] | None = None,
+    loop_cpu: Callable[[], float] | None = None,
 ) -> Stats:
     """Runs ``concurrency`` connections issuing requests from ``make`` for ``duration`` s.
 
-    ``server_cpu`` reads the server's CPU seconds; it is sampled around the measurement.
+    ``server_cpu`` reads the server's CPU seconds and ``loop_cpu`` those of its event
+    loop's thread; they are sampled around the measurement.
     """
     if warmup > 0:
         until = time.perf_counter() + warmup
         await asyncio.gather(*(_worker(host, port, make, until, None) for _ in range(concurrency)))
     stats = Stats()
     cpu_before = server_cpu() if server_cpu is not None else 0.0
+    loop_before = loop_cpu() if loop_cpu is not None else 0.0
     client_before = time.process_time()
     started = time.perf_counter()
     deadline = started + duration
@@ -212,6 +216,8 @@ async def measure(
     stats.client_cpu = time.process_time() - client_before
     if server_cpu is not None:
         stats.server_cpu = server_cpu() - cpu_before
+    if loop_cpu is not None:
+        stats.loop_cpu = loop_cpu() - loop_before
     stats.load_average = _load_average()
     return stats
 

@@ -335,6 +335,7 @@ class Row:
             _ms(self.stats.percentile_ms(50)),
             _ms(self.stats.percentile_ms(95)),
             _ms(self.stats.cpu_ms_per_request(self.stats.server_cpu)),
+            _ms(self.stats.cpu_ms_per_request(self.stats.loop_cpu)),
             _ms(self.stats.cpu_ms_per_request(self.stats.client_cpu)),
             "-" if load is None else f"{load:.1f}",
             errors,
@@ -348,6 +349,7 @@ HEADERS = [
     "p50 ms",
     "p95 ms",
     "srv cpu ms/msg",
+    "loop cpu ms/msg",
     "cli cpu ms/msg",
     "load1",
     "errors",
@@ -435,6 +437,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
                     duration=args.duration,
                     warmup=args.warmup,
                     server_cpu=server.cpu_seconds,
+                    loop_cpu=server.loop_cpu_seconds,
                 )
             row = Row(backend, concurrency, stats)
             report.rows.append(row)

@@ -212,15 +212,22 @@ def process_memory(pid: int) -> Memory:
 
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its descendants (from /proc)."""
-    ticks = 0
-    for each in (pid, *_children(pid)):
-        try:
-            stat = Path(f"/proc/{each}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(_cpu_seconds(Path(f"/proc/{each}/stat")) for each in (pid, *_children(pid)))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the main thread of ``pid`` (proc(5), task/TID/stat):
+    a server's event loop, whose CPU per request bounds its throughput."""
+    return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _cpu_seconds(stat_path: Path) -> float:
+    try:
+        stat = stat_path.read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -265,6 +272,9 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.process.pid)
+
+    def loop_cpu_seconds(self) -> float:
+        return main_thread_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         """SIGTERM to the server's own process group, SIGKILL after 15 s."""
