@@ -66,8 +66,6 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = POSTGRES_MAX_OVERFLOW
             self.max_connections = pool_size + POSTGRES_MAX_OVERFLOW
-            # Search values differ wildly in selectivity: plan each statement for its values.
-            kwargs["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.engine: Engine = create_engine(url, **kwargs)
         # SQLite has one writer at a time: writers of this process queue for one shared
         # transaction (group commit) instead of polling the database lock with
@@ -79,6 +77,7 @@ class Database:
             self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
         else:
             _ping_idle_connections(self.engine)
+            _plan_queries_for_their_values(self.engine)
             self._background_commits = BackgroundCommits(self.engine, threads=COMMIT_THREADS)
 
     @property
@@ -191,6 +190,22 @@ def _ping_idle_connections(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as exc:
             raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+
+
+def _plan_queries_for_their_values(engine: Engine) -> None:
+    """Statements that SQLAlchemy compiles (searches, whose values differ wildly in
+    selectivity) go to PostgreSQL unnamed, so each is planned for its own values
+    (protocol-flow.html §55.2.3: an unnamed statement is planned at Bind). The store's
+    fixed statements, sent on the driver connection (``RawExecutor``, the resource
+    writes of ``pg_write``), are prepared by psycopg after a few executions and keep a
+    cached plan (sql-prepare.html: a generic plan, once custom plans show no gain):
+    key lookups and inserts plan the same whatever their values, and planning a
+    resource write's statement took 150 µs of the server's CPU each time."""
+
+    @event.listens_for(engine, "do_execute")
+    def _execute_unnamed(cursor: Any, statement: str, parameters: Any, _context: Any) -> bool:
+        cursor.execute(statement, parameters, prepare=False)
+        return True
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -94,3 +94,35 @@ def test_reads_on_postgresql_run_each_statement_on_its_own(database: Database) -
         conn.execute(text("SELECT 1"))
         alone = conn.execute(text("SELECT now() = statement_timestamp()")).scalar()
     assert alone is True
+
+
+def test_fixed_statements_keep_a_plan_and_compiled_ones_are_planned_for_their_values(
+    database: Database,
+) -> None:
+    """The store's fixed statements on the driver connection are prepared after a few
+    runs and then reuse a generic plan; statements that SQLAlchemy compiles (searches)
+    go unnamed, so PostgreSQL plans each for its own values and caches nothing."""
+    if database.is_sqlite:
+        pytest.skip("SQLite has no plan cache of the server's")
+    fixed = "SELECT res_id FROM resource WHERE pk = %s"
+    prepared = (
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement = %s"
+    )
+    with database.read_raw() as raw:
+        for pk in range(15):
+            raw.fetchone_sql(fixed, (pk,))
+        row = raw.fetchone_sql(prepared, (fixed.replace("%s", "$1"),))
+    assert row is not None, "the fixed statement was never prepared"
+    assert row[1] >= 1  # a generic plan, reused
+
+    compiled = "SELECT res_id FROM resource WHERE pk = :pk AND deleted IS false"
+    with database.read() as conn:
+        for pk in range(15):
+            conn.execute(text(compiled), {"pk": pk})
+        driver: Any = conn.connection.driver_connection
+        cached = driver.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ("%deleted IS false%",),
+        ).fetchall()
+    assert cached == []
