@@ -126,3 +126,20 @@ def test_fixed_statements_keep_a_plan_and_compiled_ones_are_planned_for_their_va
             ("%deleted IS false%",),
         ).fetchall()
     assert cached == []
+
+
+def test_sqlite_writes_reuse_the_connection_used_last(database: Database) -> None:
+    """SQLite discards a connection's page cache once another connection has written:
+    the pool lends the connection returned last, so consecutive writes (and the reads
+    between them) keep to one connection and its cache."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL keeps its page cache in the server")
+    with database.read(), database.read(), database.read():
+        pass  # three connections now wait in the pool
+    used = []
+    for _ in range(3):
+        with database.write() as conn:
+            used.append(conn.connection.driver_connection)
+        with database.read() as conn:
+            used.append(conn.connection.driver_connection)
+    assert all(connection is used[0] for connection in used)
