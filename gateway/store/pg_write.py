@@ -43,12 +43,23 @@ _UPDATE_RESOURCE = (
 )
 
 
-_LOCK_CURRENT = (
+_LOCKED_ROW = (
     "SELECT r.pk, r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body, "
-    "r.custodian, r.client FROM unnest(%(res_types)s::TEXT[], %(res_ids)s::TEXT[]) "
-    "AS k (res_type, res_id) JOIN resource r ON r.res_type = k.res_type "
-    "AND r.res_id = k.res_id ORDER BY r.res_type, r.res_id FOR UPDATE OF r"
+    "r.custodian, r.client FROM {keys} AS k (res_type, res_id) JOIN resource r "
+    "ON r.res_type = k.res_type AND r.res_id = k.res_id "
+    "ORDER BY r.res_type, r.res_id FOR UPDATE OF r"
 )
+_LOCK_MANY = _LOCKED_ROW.format(keys="unnest(%s::TEXT[], %s::TEXT[])")
+LISTED_KEYS_MAX = 64
+"""Up to this many keys are bound one by one in a ``VALUES`` list, whose statement (one
+per count) PostgreSQL plans once and keeps (sql-prepare.html: the generic plan costs what
+a custom one does, as it knows how many rows it joins); a plan over ``unnest`` of two
+arrays assumes a hundred rows, so the server planned it anew on every execution."""
+
+
+@cache
+def _lock_listed(count: int) -> str:
+    return _LOCKED_ROW.format(keys=f"(VALUES {', '.join('(%s, %s)' for _ in range(count))})")
 
 
 def lock_current(db: RawExecutor, keys: Sequence[tuple[str, str]]) -> list[Sequence[Any]]:
@@ -56,9 +67,11 @@ def lock_current(db: RawExecutor, keys: Sequence[tuple[str, str]]) -> list[Seque
     until the transaction ends (§13.3.2 ``FOR UPDATE``), in one round trip. Rows are
     locked in (type, id) order, so two writers locking overlapping sets wait for each
     other instead of deadlocking."""
+    if len(keys) <= LISTED_KEYS_MAX:
+        return db.fetchall_sql(_lock_listed(len(keys)), [v for key in keys for v in key])
     types = [res_type for res_type, _ in keys]
     ids = [res_id for _, res_id in keys]
-    return db.fetchall_sql(_LOCK_CURRENT, {"res_types": types, "res_ids": ids})
+    return db.fetchall_sql(_LOCK_MANY, (types, ids))
 
 
 def _value_columns(table: Table) -> list[str]:

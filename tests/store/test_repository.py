@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from gateway.config import Settings
 from gateway.services import resources
 from gateway.services.context import RequestContext
-from gateway.store import repository
+from gateway.store import pg_write, repository
 from gateway.store.database import Database
 from gateway.store.raw import RawExecutor
 from gateway.store.schema import DERIVED_TABLES, resource_version
@@ -262,11 +262,14 @@ def test_an_index_value_too_long_for_its_column_is_refused_not_cut(database: Dat
         assert repository.get_current(RawExecutor.of(conn), "Patient", "p1") is None
 
 
+@pytest.mark.parametrize("listed_max", [pg_write.LISTED_KEYS_MAX, 1], ids=["listed", "arrays"])
 def test_lock_current_reads_and_locks_every_existing_resource_in_one_statement(
-    database: Database,
+    database: Database, monkeypatch: pytest.MonkeyPatch, listed_max: int
 ) -> None:
+    """Keys go in a VALUES list, or as two arrays beyond ``LISTED_KEYS_MAX``."""
     if database.is_sqlite:
         pytest.skip("row locks are PostgreSQL's; SQLite writers share one transaction")
+    monkeypatch.setattr(pg_write, "LISTED_KEYS_MAX", listed_max)
     pk = _store(database)
     keys = [("Patient", "p1"), ("Patient", "missing"), ("Task", "p1")]
     with database.write() as conn:
@@ -283,3 +286,21 @@ def test_lock_current_reads_and_locks_every_existing_resource_in_one_statement(
             other.execute(text("SET lock_timeout = '100ms'"))
             with pytest.raises(OperationalError, match="lock timeout"):
                 other.execute(text("SELECT pk FROM resource WHERE pk = :pk FOR UPDATE"), {"pk": pk})
+
+
+def test_lock_current_of_a_few_keys_reuses_a_cached_plan(database: Database) -> None:
+    """Listed keys make a statement whose generic plan PostgreSQL keeps: after psycopg
+    prepares it and the server's first custom plans, no execution is planned again."""
+    if database.is_sqlite:
+        pytest.skip("row locks are PostgreSQL's; SQLite writers share one transaction")
+    _store(database)
+    keys = [("Patient", "p1"), ("Task", "t1"), ("Consent", "c1")]
+    with database.write() as conn:
+        raw = RawExecutor.of(conn)
+        for _ in range(15):
+            repository.lock_current(raw, keys)
+        plans = raw.fetchone_sql(
+            "SELECT generic_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ("%FROM (VALUES%FOR UPDATE OF r",),
+        )
+    assert plans is not None and plans[0] >= 1
