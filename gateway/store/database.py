@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
+from gateway.store.checkpoint import WalCheckpointer
 from gateway.store.group_commit import WRITE_FLAG, BackgroundCommits, GroupCommit
 from gateway.store.raw import RawExecutor
 
@@ -31,10 +32,11 @@ SQLITE_GROUP_COMMIT = 32
 PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled PostgreSQL connection idle for longer is pinged before it is handed out."""
 SQLITE_PRAGMAS = (
+    # First, so that switching a new database to WAL waits for another connection's lock.
+    "PRAGMA busy_timeout=30000",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",
     "PRAGMA cache_size=-16384",
     "PRAGMA temp_store=MEMORY",
     "PRAGMA wal_autocheckpoint=10000",
@@ -77,8 +79,11 @@ class Database:
         # busy_timeout back-off.
         self._sqlite_writers: GroupCommit | None = None
         self._background_commits: BackgroundCommits | None = None
+        self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            if self._thread_readers is not None:  # a file, not an in-memory database
+                self._checkpointer = WalCheckpointer(self._checkpoint_connection)
             self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
         else:
             _ping_idle_connections(self.engine)
@@ -129,10 +134,7 @@ class Database:
             # statement sees everything committed before it started.
             reader = getattr(self._thread_readers, "connection", None)
             if reader is None:
-                dialect = self.engine.dialect
-                args, params = dialect.create_connect_args(self.engine.url)
-                reader = dialect.connect(*args, **{**params, "check_same_thread": False})
-                apply_sqlite_pragmas(reader)
+                reader = self._sqlite_connection()
                 self._thread_readers.connection = reader
                 self._reader_connections.append(reader)
             yield RawExecutor(reader, self.engine.dialect)
@@ -155,7 +157,23 @@ class Database:
         finally:
             raw.close()
 
+    def _sqlite_connection(self) -> Any:
+        """A driver connection outside the pool, with the pragmas."""
+        connection = self._checkpoint_connection()
+        apply_sqlite_pragmas(connection)
+        return connection
+
+    def _checkpoint_connection(self) -> Any:
+        """A plain driver connection for checkpoints (a ``PASSIVE`` checkpoint waits for
+        no lock, and the database's mode is set by the connections that use it)."""
+        dialect = self.engine.dialect
+        args, params = dialect.create_connect_args(self.engine.url)
+        return dialect.connect(*args, **{**params, "check_same_thread": False})
+
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._background_commits is not None:
             self._background_commits.shutdown()
         for reader in self._reader_connections:
