@@ -83,7 +83,7 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             if self._thread_readers is not None:  # a file, not an in-memory database
-                self._checkpointer = WalCheckpointer(self._checkpoint_connection)
+                self._checkpointer = WalCheckpointer(self._plain_sqlite_connection)
             self._sqlite_writers = GroupCommit(self.engine, max_members=SQLITE_GROUP_COMMIT)
         else:
             _ping_idle_connections(self.engine)
@@ -159,13 +159,14 @@ class Database:
 
     def _sqlite_connection(self) -> Any:
         """A driver connection outside the pool, with the pragmas."""
-        connection = self._checkpoint_connection()
+        connection = self._plain_sqlite_connection()
         apply_sqlite_pragmas(connection)
         return connection
 
-    def _checkpoint_connection(self) -> Any:
-        """A plain driver connection for checkpoints (a ``PASSIVE`` checkpoint waits for
-        no lock, and the database's mode is set by the connections that use it)."""
+    def _plain_sqlite_connection(self) -> Any:
+        """A driver connection outside the pool, as the driver opens it: enough for the
+        checkpoint thread (a ``PASSIVE`` checkpoint waits for no lock, and the connections
+        that read and write set the database's mode)."""
         dialect = self.engine.dialect
         args, params = dialect.create_connect_args(self.engine.url)
         return dialect.connect(*args, **{**params, "check_same_thread": False})
