@@ -275,6 +275,26 @@ _LEXICAL: Final[Mapping[str, Callable[[Any], bool]]] = {
 }
 
 
+_Rule = tuple[ElementInfo, frozenset[type] | None, Callable[[Any], bool] | None]
+_RULES: Final[dict[str, Mapping[str, _Rule]]] = {}
+
+
+def _rules(info: TypeInfo) -> Mapping[str, _Rule]:
+    """Each element of a type with, for a primitive, the Python types its JSON type
+    allows and its lexical rule (None for a complex element), worked out once per type."""
+    rules = _RULES.get(info.name)
+    if rules is None:
+        rules = _RULES[info.name] = {
+            name: (
+                (spec, _PYTHON_TYPES[spec.json_type], _LEXICAL.get(spec.type_name))
+                if spec.kind is _PRIMITIVE
+                else (spec, None, None)
+            )
+            for name, spec in info.elements.items()
+        }
+    return rules
+
+
 class _Scope:
     """Contained resource ids and local references of one resource (ref-1)."""
 
@@ -343,21 +363,18 @@ class _Walker:
                     )
 
     def object(self, data: Mapping[str, Any], info: TypeInfo, path: str, scope: _Scope) -> None:
-        elements = info.elements
+        rules = _rules(info)
         for key, value in data.items():
-            if key[:1] == "_":
-                self.primitive_extension(data, info, key, value, path, scope)
+            rule = rules.get(key)
+            if rule is None:
+                if key[:1] == "_":
+                    self.primitive_extension(data, info, key, value, path, scope)
+                elif not (key == "resourceType" and info.is_resource):
+                    self.add("structure", f"Unknown element '{key}' at {path}.", f"{path}.{key}")
                 continue
-            spec = elements.get(key)
-            if spec is None:
-                if key == "resourceType" and info.is_resource:
-                    continue
-                self.add("structure", f"Unknown element '{key}' at {path}.", f"{path}.{key}")
-                continue
-            primitive = spec.kind is _PRIMITIVE
-            if primitive:
-                allowed = _PYTHON_TYPES[spec.json_type]
-                lexical = _LEXICAL.get(spec.type_name)
+            spec, allowed, lexical = rule
+            primitive = allowed is not None
+            if allowed is not None:
                 if not spec.repeats:
                     if type(value) in allowed:
                         if lexical is None or not lexical(value):

@@ -287,16 +287,19 @@ def _rewrite_references(
     where: str,
 ) -> None:
     """Replaces fullUrl and conditional references inside one resource, in place."""
-    if isinstance(node, dict):
+    # Exact type checks: the body is parsed JSON, whose objects and arrays are plain
+    # dicts and lists, and most of its values are neither.
+    if type(node) is dict:
         reference = node.get("reference")
-        if isinstance(reference, str):
+        if type(reference) is str:
             node["reference"] = _resolve_reference(ctx, conn, reference, references, where)
-        for key, value in node.items():
-            if key != "reference" and isinstance(value, dict | list):
+        for value in node.values():
+            if type(value) is dict or type(value) is list:
                 _rewrite_references(ctx, conn, value, references, where)
-    elif isinstance(node, list):
+    elif type(node) is list:
         for item in node:
-            _rewrite_references(ctx, conn, item, references, where)
+            if type(item) is dict or type(item) is list:
+                _rewrite_references(ctx, conn, item, references, where)
 
 
 def _resolve_reference(
