@@ -105,16 +105,24 @@ class SandboxResolver(etree.Resolver):  # type: ignore[misc]  # lxml has no type
         return self.resolve_string(data, context, base_url=path.as_uri())
 
 
+_SCHEMA_COMPILER = threading.Lock()
+"""Held while libxml2 compiles a schema: on the first one a process compiles it builds its
+table of the built-in XSD types (``xmlSchemaInitTypes``) without a lock of its own, and
+two threads compiling at once can leave the table broken, after which every schema of
+the process fails to compile ("the given type is not a built-in type")."""
+
+
 def compile_schema(path: Path, sandbox: Path) -> Any:
     """libxml2's compiled XSD ``path`` (an ``etree.XMLSchema``); it and the files it
-    includes or imports must be inside ``sandbox``."""
+    includes or imports must be inside ``sandbox``. One thread compiles at a time."""
     resolver = SandboxResolver(sandbox)
     parser = new_hardened_parser()
     parser.resolvers.add(resolver)
     path, data = resolver.read(path.resolve().as_uri())
     try:
         document = etree.fromstring(data, parser, base_url=path.as_uri())
-        return etree.XMLSchema(document)
+        with _SCHEMA_COMPILER:
+            return etree.XMLSchema(document)
     except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
         reason = resolver.refused[0] if resolver.refused else str(exc)
         raise MappingError(f"schema {path.name} cannot be compiled: {reason}") from None

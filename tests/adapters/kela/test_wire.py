@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,44 @@ def test_validators_are_per_thread() -> None:
     mine = libxml2_schema("concern-notification-v1.xsd")
     assert mine is libxml2_schema("concern-notification-v1.xsd")
     assert found and found[0] is not mine
+
+
+def test_schemas_are_compiled_one_thread_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libxml2 builds its table of built-in XSD types on a process's first compile without
+    a lock; threads that compiled at once (each thread compiles its own validators) left
+    it broken, and every later message of the process was refused."""
+    original = etree.XMLSchema
+    active = most = 0
+    counting = threading.Lock()
+
+    def compiling(document: Any) -> Any:
+        nonlocal active, most
+        with counting:
+            active += 1
+            most = max(most, active)
+        try:
+            time.sleep(0.02)
+            return original(document)
+        finally:
+            with counting:
+                active -= 1
+
+    monkeypatch.setattr(etree, "XMLSchema", compiling)
+    start = threading.Barrier(4)
+    compiled: list[Any] = []
+
+    def compile_one() -> None:
+        start.wait()
+        sandbox = wire.schema_dir()
+        compiled.append(compile_schema(sandbox / "concern-notification-v1.xsd", sandbox))
+
+    threads = [threading.Thread(target=compile_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(compiled) == 4
+    assert most == 1
 
 
 # The sandbox: a schema can only include or import files inside its directory.
