@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any, Final
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -276,23 +277,20 @@ _LEXICAL: Final[Mapping[str, Callable[[Any], bool]]] = {
 
 
 _Rule = tuple[ElementInfo, frozenset[type] | None, Callable[[Any], bool] | None]
-_RULES: Final[dict[str, Mapping[str, _Rule]]] = {}
 
 
-def _rules(info: TypeInfo) -> Mapping[str, _Rule]:
+@cache
+def _rules(type_name: str) -> Mapping[str, _Rule]:
     """Each element of a type with, for a primitive, the Python types its JSON type
     allows and its lexical rule (None for a complex element), worked out once per type."""
-    rules = _RULES.get(info.name)
-    if rules is None:
-        rules = _RULES[info.name] = {
-            name: (
-                (spec, _PYTHON_TYPES[spec.json_type], _LEXICAL.get(spec.type_name))
-                if spec.kind is _PRIMITIVE
-                else (spec, None, None)
-            )
-            for name, spec in info.elements.items()
-        }
-    return rules
+    return {
+        name: (
+            (spec, _PYTHON_TYPES[spec.json_type], _LEXICAL.get(spec.type_name))
+            if spec.kind is _PRIMITIVE
+            else (spec, None, None)
+        )
+        for name, spec in type_info(type_name).elements.items()
+    }
 
 
 class _Scope:
@@ -363,7 +361,7 @@ class _Walker:
                     )
 
     def object(self, data: Mapping[str, Any], info: TypeInfo, path: str, scope: _Scope) -> None:
-        rules = _rules(info)
+        rules = _rules(info.name)
         for key, value in data.items():
             rule = rules.get(key)
             if rule is None:
