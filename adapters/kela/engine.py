@@ -228,7 +228,11 @@ class PathNode(Node):
 
 
 def _text_of(result: Any) -> str:
+    """The XPath string-value of a result (XPath 1.0 §5): an element's is the text of
+    all its descendants, which for an element without children is its own text."""
     if isinstance(result, etree._Element):
+        if len(result) == 0:
+            return (result.text or "").strip()
         return "".join(result.itertext()).strip()
     if isinstance(result, bool):
         return "true" if result else "false"

@@ -14,7 +14,8 @@ from adapters.kela.mapping import mappings
 
 NS = "urn:test:1"
 XML = etree.fromstring(
-    f'<M xmlns="{NS}"><A> one  two </A><B>true</B><C><D>x</D><D>y</D></C><E>12.50</E></M>'.encode()
+    f'<M xmlns="{NS}"><A> one  two </A><B>true</B><C><D>x</D><D>y</D></C><E>12.50</E><F/>'
+    f"<G> a <H>b</H> c<!-- note --></G></M>".encode()
 )
 
 
@@ -42,6 +43,13 @@ def test_paths_and_modes() -> None:
     assert render({"$path": "t:B", "as": "boolean"}) is True
     assert render({"$path": "t:C/t:D", "as": "list"}) == ["x", "y"]
     assert render({"$path": "t:Missing"}) is None
+
+
+def test_an_element_reads_as_the_text_of_all_its_descendants() -> None:
+    """XPath 1.0 §5.2: an element's string-value; an empty element is absent."""
+    assert render({"$path": "t:C"}) == "xy"
+    assert render({"$path": "t:G"}) == "a b c"
+    assert render({"$path": "t:F"}) is None
 
 
 def test_an_object_whose_expressions_are_all_absent_is_left_out() -> None:
