@@ -13,6 +13,7 @@ from calendar import monthrange, timegm
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 MAX_INDEXED_STRING = 256
@@ -90,12 +91,17 @@ def from_micros(micros: int) -> datetime:
 
 
 def format_instant(micros: int) -> str:
-    """FHIR instant text (UTC, millisecond precision kept to microseconds)."""
-    m = from_micros(micros)
-    return (
-        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
-        f".{m.microsecond // 1000:03d}Z"
-    )
+    """FHIR instant text (R4 datatypes.html#instant): UTC, to the millisecond."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_second_text(seconds)}.{fraction // 1000:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDThh:mm:ss`` of a second since the epoch: the writes of one second
+    share it."""
+    m = _EPOCH + timedelta(seconds=seconds)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
