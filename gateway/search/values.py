@@ -100,7 +100,7 @@ def format_instant(micros: int) -> str:
 def _second_text(seconds: int) -> str:
     """``YYYY-MM-DDThh:mm:ss`` of a second since the epoch: the writes of one second
     share it."""
-    m = _EPOCH + timedelta(seconds=seconds)
+    m = from_micros(seconds * 1_000_000)
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
 
 
