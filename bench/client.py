@@ -124,6 +124,7 @@ class Stats:
     client_cpu: float = 0.0
     server_cpu: float | None = None
     loop_cpu: float | None = None  # the server's main thread: its event loop
+    database_cpu: float | None = None  # a database server on this host (PostgreSQL)
     load_average: float | None = None
 
     @property
@@ -196,11 +197,13 @@ async def measure(
     warmup: float = 0.0,
     server_cpu: Callable[[], float] | None = None,
     loop_cpu: Callable[[], float] | None = None,
+    database_cpu: Callable[[], float] | None = None,
 ) -> Stats:
     """Runs ``concurrency`` connections issuing requests from ``make`` for ``duration`` s.
 
-    ``server_cpu`` reads the server's CPU seconds and ``loop_cpu`` those of its event
-    loop's thread; they are sampled around the measurement.
+    ``server_cpu`` reads the server's CPU seconds, ``loop_cpu`` those of its event
+    loop's thread and ``database_cpu`` those of a database server on this host; they
+    are sampled around the measurement.
     """
     if warmup > 0:
         until = time.perf_counter() + warmup
@@ -208,6 +211,7 @@ async def measure(
     stats = Stats()
     cpu_before = server_cpu() if server_cpu is not None else 0.0
     loop_before = loop_cpu() if loop_cpu is not None else 0.0
+    database_before = database_cpu() if database_cpu is not None else 0.0
     client_before = time.process_time()
     started = time.perf_counter()
     deadline = started + duration
@@ -218,6 +222,8 @@ async def measure(
         stats.server_cpu = server_cpu() - cpu_before
     if loop_cpu is not None:
         stats.loop_cpu = loop_cpu() - loop_before
+    if database_cpu is not None:
+        stats.database_cpu = database_cpu() - database_before
     stats.load_average = _load_average()
     return stats
 

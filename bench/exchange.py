@@ -55,6 +55,7 @@ from bench.run import (
     _fresh_database,
     add_postgresql_options,
     environment_lines,
+    local_postgresql_cpu,
 )
 from bench.run import _silta_command as silta_command
 from gateway.admin import organizations as orgs
@@ -339,6 +340,7 @@ class Row:
             _ms(self.stats.percentile_ms(95)),
             _ms(self.stats.cpu_ms_per_request(self.stats.server_cpu)),
             _ms(self.stats.cpu_ms_per_request(self.stats.loop_cpu)),
+            _ms(self.stats.cpu_ms_per_request(self.stats.database_cpu)),
             _ms(self.stats.cpu_ms_per_request(self.stats.client_cpu)),
             "-" if load is None else f"{load:.1f}",
             errors,
@@ -353,6 +355,7 @@ HEADERS = [
     "p95 ms",
     "srv cpu ms/msg",
     "loop cpu ms/msg",
+    "db cpu ms/msg",
     "cli cpu ms/msg",
     "load1",
     "errors",
@@ -448,6 +451,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
                     warmup=args.warmup,
                     server_cpu=server.cpu_seconds,
                     loop_cpu=server.loop_cpu_seconds,
+                    database_cpu=local_postgresql_cpu(args) if backend == "postgresql" else None,
                 )
             row = Row(backend, concurrency, stats)
             report.rows.append(row)

@@ -19,14 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
+from sqlalchemy.engine import make_url
 
 from bench.calibrate import MachineSpeed, machine_speed
 from bench.client import Connection, HttpError, RequestMaker, Stats, measure, new_event_loop
@@ -221,11 +223,42 @@ def main_thread_cpu_seconds(pid: int) -> float:
     return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+def processes_cpu_seconds(command: str) -> float:
+    """User + system CPU seconds of every process on this host whose command name is
+    ``command`` (proc(5), ``/proc/PID/stat``): a local database server's postmaster and
+    backends. A process that exits between two readings takes its seconds with it."""
+    total = 0.0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == command:
+            total += _cpu_seconds_of(stat)
+    return total
+
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def local_postgresql_cpu(args: argparse.Namespace) -> Callable[[], float] | None:
+    """Reads the CPU seconds of PostgreSQL's processes when ``--pg-url`` names a server
+    on this host (a socket or a loopback address); None for a server elsewhere."""
+    host = make_url(args.pg_url).host
+    if host and host not in LOCAL_HOSTS:
+        return None
+    return partial(processes_cpu_seconds, "postgres")
+
+
 def _cpu_seconds(stat_path: Path) -> float:
     try:
         stat = stat_path.read_text()
     except OSError:
         return 0.0
+    return _cpu_seconds_of(stat)
+
+
+def _cpu_seconds_of(stat: str) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
