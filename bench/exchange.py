@@ -439,6 +439,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> BackendReport:
     ReceiptConnection.receipts = 0
     try:
         await server.wait_ready("/fhir/metadata")
+        report.notes.append(f"server memory allocator: {server.allocator()}")
         for concurrency in args.concurrency:
             make = _maker(messages, args.count, report)
             with receipts_checked():

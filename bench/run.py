@@ -43,6 +43,7 @@ from bench.data import (
     location_key,
 )
 from bench.trust import PROVIDER, RECIPIENT, Parties
+from gateway.api.allocator import allocator_in_use
 from tests.fixtures import load_fixture
 
 HOST = "127.0.0.1"
@@ -303,6 +304,10 @@ class Server:
     def memory(self) -> Memory:
         return process_memory(self.process.pid)
 
+    def allocator(self) -> str:
+        """The C allocator the server runs on (``silta serve`` preloads one if installed)."""
+        return allocator_in_use(Path(f"/proc/{self.process.pid}/maps"))
+
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.process.pid)
 
@@ -536,6 +541,7 @@ async def run_one(backend: str, size: int, args: argparse.Namespace) -> RunRepor
 
     try:
         await server.wait_ready(f"{BASE}/metadata")
+        report.notes.append(f"server memory allocator: {server.allocator()}")
         act_as(PROVIDER)
         orgs = await _create_organizations(port)
         gen = Generator(orgs, seed=args.seed)

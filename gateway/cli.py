@@ -9,6 +9,7 @@ import uvicorn
 
 from adapters.xroad.cli import xroad_app
 from gateway.admin.cli import agreement_app, org_app
+from gateway.api.allocator import AllocatorError, allocator_in_use, restart_with_allocator
 from gateway.audit.cli import audit_app
 from gateway.auth.cli import client_app, key_app
 from gateway.config import DEFAULT_DATABASE_URL
@@ -46,11 +47,24 @@ def serve(
     log_level: str = typer.Option("warning", help="uvicorn log level"),
 ) -> None:
     """Runs the gateway; the FHIR base is http://HOST:PORT/fhir."""
+    try:
+        restart_with_allocator(
+            [
+                *("-m", "gateway.cli", "serve", "--host", host, "--port", str(port)),
+                *("--database", database, "--workers", str(workers), "--log-level", log_level),
+            ]
+        )
+    except AllocatorError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     os.environ["SILTA_DATABASE_URL"] = database
     db = Database(database)
     upgrade(db.engine)
     db.dispose()
-    typer.echo(f"Silta FHIR R4 base: http://{host}:{port}/fhir  (database: {database})")
+    typer.echo(
+        f"Silta FHIR R4 base: http://{host}:{port}/fhir  "
+        f"(database: {database}; memory allocator: {allocator_in_use()})"
+    )
     uvicorn.run(
         "gateway.api.app:app_from_env",
         factory=True,
@@ -69,3 +83,7 @@ def migrate(database: str = DatabaseOption) -> None:
     upgrade(db.engine)
     db.dispose()
     typer.echo("database schema is up to date")
+
+
+if __name__ == "__main__":
+    app()
