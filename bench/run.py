@@ -47,6 +47,8 @@ from gateway.api.allocator import allocator_in_use
 from tests.fixtures import load_fixture
 
 HOST = "127.0.0.1"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+"""Hosts in a database URL that name this machine."""
 BASE = "/fhir"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -237,9 +239,6 @@ def processes_cpu_seconds(command: str) -> float:
         if stat[stat.index("(") + 1 : stat.rindex(")")] == command:
             total += _cpu_seconds_of(stat)
     return total
-
-
-LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def local_postgresql_cpu(args: argparse.Namespace) -> Callable[[], float] | None:
