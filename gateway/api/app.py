@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -22,7 +23,7 @@ from gateway.auth.routes import auth_routes, smart_configuration
 from gateway.auth.tokens import VerifiedTokens
 from gateway.config import Settings
 from gateway.exchange.loop import task_changed
-from gateway.exchange.xroad import xroad_endpoint
+from gateway.exchange.xroad import PreparedBatches, prepare_all, xroad_endpoint
 from gateway.fhir.formats import load_type_infos
 from gateway.fhir.resource_types import STORED_TYPES
 from gateway.outbox.api import router as outbox_router
@@ -105,6 +106,7 @@ def create_app(
         application.state.write_hooks = (task_changed,)
         errors.install(application)
     app.state.api = api
+    app.state.xroad_batches = PreparedBatches(partial(prepare_all, database))
     return app
 
 

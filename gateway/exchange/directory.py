@@ -19,10 +19,11 @@ database skips every other row without decoding its list."""
 
 class RegisterDirectory:
     """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read on the
-    caller's connection when asked, one fixed statement per municipality."""
+    caller's connection (or driver connection) when asked, one fixed statement per
+    municipality."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._db = RawExecutor.of(conn)
+    def __init__(self, conn: Connection | RawExecutor) -> None:
+        self._db = conn if isinstance(conn, RawExecutor) else RawExecutor.of(conn)
 
     def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
         # Only wellbeing areas (and the City of Helsinki) list municipalities.

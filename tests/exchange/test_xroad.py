@@ -4,9 +4,10 @@ server (a real HTTP server on loopback) through the outbox."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,18 @@ from typing import Any
 import orjson
 import pytest
 from lxml import etree
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from adapters.xroad.envelope import build_request, parse_fault
 from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
 from gateway.admin import agreements as svc
+from gateway.admin.schema import organization
 from gateway.audit.log import entries as audit_entries
 from gateway.config import Settings
 from gateway.exchange.loop import task_changed
-from gateway.exchange.xroad import exchange
+from gateway.exchange.xroad import Prepared, PreparedBatches, complete, exchange, prepare_all
 from gateway.outbox.dispatcher import Dispatcher
 from gateway.outbox.messages import list_messages
 from gateway.services.context import RequestContext
@@ -434,6 +437,85 @@ def test_a_message_whose_transaction_fails_stores_nothing_and_can_be_resent(
     assert response.status_code == 200
     assert _response_field(response, "ReceiptStatus") == "accepted"
     assert _counts(database)[0] > before[0]
+
+
+def test_a_repeat_gets_its_first_response_even_when_its_body_would_now_be_refused(
+    gw: Gateway, database: Database
+) -> None:
+    envelope = _envelope(_body("with-consent"), "msg-before-the-register-changed")
+    first = _post(gw, envelope)
+    assert first.status_code == 200, first.text
+    stored = _counts(database)
+    # The wellbeing area stops listing the client's municipality: the body alone would
+    # now be refused (no wellbeing area serves it), but the message id was answered before.
+    with database.write() as conn:
+        conn.execute(update(organization).values(municipalities=[]))
+    again = _post(gw, envelope)
+    assert again.status_code == 200 and again.content == first.content
+    assert _counts(database) == stored
+    fresh = _post(gw, _envelope(_body("with-consent"), "msg-after-the-register-changed"))
+    fault = parse_fault(fresh.content)
+    assert fresh.status_code == 500 and fault is not None
+    assert "no-wellbeing-area" in fault.string
+
+
+def test_a_sender_that_cannot_be_looked_up_is_a_server_fault_not_a_stranger(
+    gw: Gateway, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextmanager
+    def unreachable() -> Iterator[Any]:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+        yield
+
+    monkeypatch.setattr(database, "read_raw", unreachable)
+    response = _post(gw, _envelope(_body("with-consent"), "msg-database-down"))
+    fault = parse_fault(response.content)
+    assert response.status_code == 500 and fault is not None
+    assert fault.code.endswith("Server") and "nothing was stored" in fault.string
+
+
+def test_messages_that_reach_the_loop_together_are_read_and_mapped_as_one_batch(
+    gw: Gateway, database: Database
+) -> None:
+    batches: list[int] = []
+
+    def prepare(messages: Sequence[bytes]) -> list[Prepared]:
+        batches.append(len(messages))
+        return prepare_all(database, messages)
+
+    stranger = ClientId("FI", "COM", "7654321-0", "other")
+    messages = [
+        _envelope(_body("with-consent"), "msg-batch-1"),
+        b"not xml at all",
+        _envelope(_body("with-consent"), "msg-batch-2", client=stranger),
+        _envelope(_body("with-consent"), "msg-batch-3"),
+    ]
+
+    async def arrive_together() -> list[Prepared]:
+        preparing = PreparedBatches(prepare)
+        together = await asyncio.gather(*(preparing.prepare(m) for m in messages))
+        alone = await preparing.prepare(messages[0])
+        return [*together, alone]
+
+    valid, not_xml, unknown, other, alone = asyncio.run(arrive_together())
+    assert batches == [4, 1]
+    assert valid.xroad is not None and valid.xroad.message_id == "msg-batch-1"
+    assert valid.organization == "kela" and valid.mapped().wellbeing_area == "pirha"
+    assert not_xml.xroad is None and b"not well-formed" in not_xml.fault
+    assert unknown.xroad is not None and unknown.organization is None
+    assert other.xroad is not None and other.xroad.message_id == "msg-batch-3"
+    assert alone.mapped().hetu == valid.mapped().hetu
+    # The first stage reads only: nothing was stored.
+    template = RequestContext(
+        db=database,
+        settings=Settings(database_url=database.url),
+        base_url="http://t/fhir",
+        write_hooks=(task_changed,),
+    )
+    before = _counts(database)
+    body, status = complete(template, valid)
+    assert status == 200 and b"ReceiptStatus" in body
+    assert _counts(database)[0] == before[0] + 4
 
 
 def _query(entry: dict[str, Any]) -> str:
