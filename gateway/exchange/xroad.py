@@ -8,10 +8,12 @@ seen before gets the response it got then and stores nothing; otherwise a refusa
 the first stage becomes the SOAP Fault, or the transaction Bundle is stored as that
 organisation (custodian, policy, write hooks and access log as for any FHIR request)
 and the response is recorded with it. A crash before the commit stores nothing, so
-Kela's retry is processed afresh. On the event loop the first stage runs for all the
-messages that reached the loop together, one after another, before any of them is
-stored (:class:`PreparedBatches`): run back to back, the parser, the XSD validator and
-the mapping stay in the processor's caches (up to 8 % less CPU a message).
+Kela's retry is processed afresh. The first stage runs as one batch for all the
+messages that reached the event loop together, one after another, before any of them is
+stored (:class:`PreparedBatches`; on the loop, or on a worker thread where service calls
+run on threads): run back to back, the parser, the XSD validator and the mapping stay in
+the processor's caches, and on threads the batch is one hand-over instead of one a
+message.
 
 A notification about a client whose notification Task (or shared CarePlan) is already
 open at the same wellbeing area starts no parallel process: no new Task is created, the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
@@ -92,9 +94,9 @@ async def xroad_endpoint(request: Request) -> Response:
         write_hooks=state.write_hooks,
     )
     if template.services_on_threads:
-        body, status = await on_service_thread(
-            request, partial(exchange, template, message, audit=state.audit)
-        )
+        on_thread = partial(on_service_thread, request)
+        prepared = await state.xroad_batches.prepare(message, offload=on_thread)
+        body, status = await on_thread(partial(complete, template, prepared, audit=state.audit))
         return _soap(body, status)
     prepared = await state.xroad_batches.prepare(message)
     # The message's transaction may share its commit with the requests the event loop
@@ -171,21 +173,36 @@ def _map_body(raw: RawExecutor, directory: RegisterDirectory, prepared: Prepared
         prepared.error = error
 
 
+Offload = Callable[[Callable[[], list[Prepared]]], Awaitable[list[Prepared]]]
+"""Runs a batch's first stage elsewhere (``partial(on_service_thread, request)``)."""
+Waiting = list[tuple[bytes, asyncio.Future[Prepared]]]
+"""The messages of a batch, each with the future its request awaits."""
+
+
 class PreparedBatches:
     """Runs the first stage of the messages that reach the event loop together as one
     batch: the first to arrive schedules the batch for the loop's next pass, and every
-    message that arrives before it runs joins it."""
+    message that arrives before it runs joins it. The batch runs on the loop, or through
+    ``offload`` (a worker thread, where service calls run on threads); every message of
+    a process is handled the same way, so the first message's choice holds for its
+    batch."""
 
     def __init__(self, prepare: Callable[[Sequence[bytes]], list[Prepared]]) -> None:
         self._prepare = prepare
-        self._waiting: list[tuple[bytes, asyncio.Future[Prepared]]] = []
+        self._waiting: Waiting = []
+        self._offloaded: set[asyncio.Task[None]] = set()  # kept from the collector
 
-    async def prepare(self, message: bytes) -> Prepared:
+    async def prepare(self, message: bytes, *, offload: Offload | None = None) -> Prepared:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prepared] = loop.create_future()
         self._waiting.append((message, future))
         if len(self._waiting) == 1:
-            loop.call_soon(self._run)
+            if offload is None:
+                loop.call_soon(self._run)
+            else:  # the task's first step comes after what the loop runs in this pass
+                task = loop.create_task(self._run_offloaded(offload))
+                self._offloaded.add(task)
+                task.add_done_callback(self._offloaded.discard)
         return await future
 
     def _run(self) -> None:
@@ -193,13 +210,30 @@ class PreparedBatches:
         try:
             prepared = self._prepare([message for message, _ in waiting])
         except BaseException as error:  # no request may wait for ever
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(error)
+            _fail(waiting, error)
             raise
-        for (_, future), each in zip(waiting, prepared, strict=True):
-            if not future.done():
-                future.set_result(each)
+        _settle(waiting, prepared)
+
+    async def _run_offloaded(self, offload: Offload) -> None:
+        waiting, self._waiting = self._waiting, []
+        try:
+            prepared = await offload(partial(self._prepare, [message for message, _ in waiting]))
+        except BaseException as error:  # the waiting requests get it
+            _fail(waiting, error)
+            return
+        _settle(waiting, prepared)
+
+
+def _settle(waiting: Waiting, prepared: list[Prepared]) -> None:
+    for (_, future), each in zip(waiting, prepared, strict=True):
+        if not future.done():
+            future.set_result(each)
+
+
+def _fail(waiting: Waiting, error: BaseException) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(error)
 
 
 def exchange(

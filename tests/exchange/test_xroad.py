@@ -499,6 +499,23 @@ def test_messages_that_reach_the_loop_together_are_read_and_mapped_as_one_batch(
 
     valid, not_xml, unknown, other, alone = asyncio.run(arrive_together())
     assert batches == [4, 1]
+    # Where service calls run on threads, the batch runs on one, once.
+    threads: list[int] = []
+
+    async def offload(prepare_batch: Callable[[], list[Prepared]]) -> list[Prepared]:
+        def run() -> list[Prepared]:
+            threads.append(threading.get_ident())
+            return prepare_batch()
+
+        return await asyncio.to_thread(run)
+
+    async def arrive_together_on_threads() -> list[Prepared]:
+        preparing = PreparedBatches(prepare)
+        return await asyncio.gather(*(preparing.prepare(m, offload=offload) for m in messages))
+
+    on_threads = asyncio.run(arrive_together_on_threads())
+    assert batches == [4, 1, 4] and len(threads) == 1 and threads[0] != threading.get_ident()
+    assert [p.organization for p in on_threads] == ["kela", None, None, "kela"]
     assert valid.xroad is not None and valid.xroad.message_id == "msg-batch-1"
     assert valid.organization == "kela" and valid.mapped().wellbeing_area == "pirha"
     assert not_xml.xroad is None and b"not well-formed" in not_xml.fault
