@@ -175,65 +175,44 @@ def _map_body(raw: RawExecutor, directory: RegisterDirectory, prepared: Prepared
 
 Offload = Callable[[Callable[[], list[Prepared]]], Awaitable[list[Prepared]]]
 """Runs a batch's first stage elsewhere (``partial(on_service_thread, request)``)."""
-Waiting = list[tuple[bytes, asyncio.Future[Prepared]]]
-"""The messages of a batch, each with the future its request awaits."""
 
 
 class PreparedBatches:
     """Runs the first stage of the messages that reach the event loop together as one
-    batch: the first to arrive schedules the batch for the loop's next pass, and every
-    message that arrives before it runs joins it. The batch runs on the loop, or through
-    ``offload`` (a worker thread, where service calls run on threads); every message of
-    a process is handled the same way, so the first message's choice holds for its
-    batch."""
+    batch: the first to arrive starts the batch, whose task takes its first step after
+    what the loop runs in this pass, and every message that arrives before then joins
+    it. The batch runs on the loop, or through ``offload`` (a worker thread, where
+    service calls run on threads); every message of a process is handled the same way,
+    so the first message's choice holds for its batch."""
 
     def __init__(self, prepare: Callable[[Sequence[bytes]], list[Prepared]]) -> None:
         self._prepare = prepare
-        self._waiting: Waiting = []
-        self._offloaded: set[asyncio.Task[None]] = set()  # kept from the collector
+        self._waiting: list[tuple[bytes, asyncio.Future[Prepared]]] = []
+        self._running: set[asyncio.Task[None]] = set()  # kept from the collector
 
     async def prepare(self, message: bytes, *, offload: Offload | None = None) -> Prepared:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prepared] = loop.create_future()
         self._waiting.append((message, future))
         if len(self._waiting) == 1:
-            if offload is None:
-                loop.call_soon(self._run)
-            else:  # the task's first step comes after what the loop runs in this pass
-                task = loop.create_task(self._run_offloaded(offload))
-                self._offloaded.add(task)
-                task.add_done_callback(self._offloaded.discard)
+            task = loop.create_task(self._run(offload))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         return await future
 
-    def _run(self) -> None:
+    async def _run(self, offload: Offload | None) -> None:
         waiting, self._waiting = self._waiting, []
+        work = partial(self._prepare, [message for message, _ in waiting])
         try:
-            prepared = self._prepare([message for message, _ in waiting])
+            prepared = work() if offload is None else await offload(work)
         except BaseException as error:  # no request may wait for ever
-            _fail(waiting, error)
-            raise
-        _settle(waiting, prepared)
-
-    async def _run_offloaded(self, offload: Offload) -> None:
-        waiting, self._waiting = self._waiting, []
-        try:
-            prepared = await offload(partial(self._prepare, [message for message, _ in waiting]))
-        except BaseException as error:  # the waiting requests get it
-            _fail(waiting, error)
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(error)
             return
-        _settle(waiting, prepared)
-
-
-def _settle(waiting: Waiting, prepared: list[Prepared]) -> None:
-    for (_, future), each in zip(waiting, prepared, strict=True):
-        if not future.done():
-            future.set_result(each)
-
-
-def _fail(waiting: Waiting, error: BaseException) -> None:
-    for _, future in waiting:
-        if not future.done():
-            future.set_exception(error)
+        for (_, future), each in zip(waiting, prepared, strict=True):
+            if not future.done():
+                future.set_result(each)
 
 
 def exchange(
