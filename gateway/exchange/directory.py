@@ -20,12 +20,21 @@ database skips every other row without decoding its list."""
 class RegisterDirectory:
     """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read on the
     caller's connection (or driver connection) when asked, one fixed statement per
-    municipality."""
+    municipality. An instance lives for one connection's use (a batch of messages) and
+    reads each municipality once."""
 
     def __init__(self, conn: Connection | RawExecutor) -> None:
         self._db = conn if isinstance(conn, RawExecutor) else RawExecutor.of(conn)
+        self._areas: dict[str, str | None] = {}
 
     def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
+        try:
+            return self._areas[municipality_code]
+        except KeyError:
+            area = self._areas[municipality_code] = self._read(municipality_code)
+            return area
+
+    def _read(self, municipality_code: str) -> str | None:
         # Only wellbeing areas (and the City of Helsinki) list municipalities.
         listed = '%"' + _like_escaped(municipality_code) + '"%'
         for org_id, municipalities in self._db.fetchall(SELECT_LISTING, {"listed": listed}):

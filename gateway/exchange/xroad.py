@@ -48,6 +48,7 @@ from adapters.xroad.envelope import (
     build_response,
     parse_request,
 )
+from adapters.xroad.identifiers import ClientId
 from adapters.xroad.inbound import find_response, record_response
 from adapters.xroad.members import organization_of
 from gateway.admin.agreements import active_agreements
@@ -142,9 +143,10 @@ def prepare_all(db: Database, messages: Sequence[bytes]) -> list[Prepared]:
     try:
         with db.read_raw() as raw:
             directory = RegisterDirectory(raw)
+            senders: dict[ClientId, str | None] = {}
             for each in prepared:
                 if each.xroad is not None:
-                    _map_body(raw, directory, each)
+                    _map_body(raw, directory, senders, each)
     except Exception as error:  # the read connection failed: nothing can be mapped
         for each in prepared:
             if each.xroad is not None and each.result is None and each.error is None:
@@ -159,10 +161,19 @@ def _read_envelope(message: bytes) -> Prepared:
         return Prepared(None, fault=fault.envelope())
 
 
-def _map_body(raw: RawExecutor, directory: RegisterDirectory, prepared: Prepared) -> None:
+def _map_body(
+    raw: RawExecutor,
+    directory: RegisterDirectory,
+    senders: dict[ClientId, str | None],
+    prepared: Prepared,
+) -> None:
+    """Maps one message's body; ``senders`` holds the organisations of the X-Road
+    clients the batch has looked up so far."""
     xroad = prepared.xroad
     assert xroad is not None
-    prepared.organization = organization_of(raw, xroad.client)
+    if xroad.client not in senders:
+        senders[xroad.client] = organization_of(raw, xroad.client)
+    prepared.organization = senders[xroad.client]
     if prepared.organization is None:
         return
     try:

@@ -18,6 +18,7 @@ from lxml import etree
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import OperationalError
 
+from adapters.xroad import members
 from adapters.xroad.envelope import build_request, parse_fault
 from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
@@ -25,6 +26,7 @@ from gateway.admin import agreements as svc
 from gateway.admin.schema import organization
 from gateway.audit.log import entries as audit_entries
 from gateway.config import Settings
+from gateway.exchange import xroad as xroad_module
 from gateway.exchange.loop import task_changed
 from gateway.exchange.xroad import Prepared, PreparedBatches, complete, exchange, prepare_all
 from gateway.outbox.dispatcher import Dispatcher
@@ -475,9 +477,16 @@ def test_a_sender_that_cannot_be_looked_up_is_a_server_fault_not_a_stranger(
 
 
 def test_messages_that_reach_the_loop_together_are_read_and_mapped_as_one_batch(
-    gw: Gateway, database: Database
+    gw: Gateway, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches: list[int] = []
+    senders_looked_up: list[ClientId] = []
+
+    def organization_of(raw: Any, client: ClientId) -> str | None:
+        senders_looked_up.append(client)
+        return members.organization_of(raw, client)
+
+    monkeypatch.setattr(xroad_module, "organization_of", organization_of)
 
     def prepare(messages: Sequence[bytes]) -> list[Prepared]:
         batches.append(len(messages))
@@ -499,6 +508,8 @@ def test_messages_that_reach_the_loop_together_are_read_and_mapped_as_one_batch(
 
     valid, not_xml, unknown, other, alone = asyncio.run(arrive_together())
     assert batches == [4, 1]
+    # A batch looks up each X-Road client once.
+    assert senders_looked_up == [KELA, stranger, KELA]
     # Where service calls run on threads, the batch runs on one, once.
     threads: list[int] = []
 
