@@ -28,11 +28,9 @@ class RegisterDirectory:
         self._areas: dict[str, str | None] = {}
 
     def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:
-        try:
-            return self._areas[municipality_code]
-        except KeyError:
-            area = self._areas[municipality_code] = self._read(municipality_code)
-            return area
+        if municipality_code not in self._areas:
+            self._areas[municipality_code] = self._read(municipality_code)
+        return self._areas[municipality_code]
 
     def _read(self, municipality_code: str) -> str | None:
         # Only wellbeing areas (and the City of Helsinki) list municipalities.
