@@ -109,8 +109,7 @@ _ORGANIZATION_OF = RawStatement(
 def organization_of(db: Connection | RawExecutor, client: ClientId) -> str | None:
     """The id of the organisation ``client`` belongs to, or None when it is unknown
     (asked on every X-Road request: one precompiled statement)."""
-    raw = db if isinstance(db, RawExecutor) else RawExecutor.of(db)
-    row = raw.fetchone(_ORGANIZATION_OF, {"client_id": str(client)})
+    row = RawExecutor.of(db).fetchone(_ORGANIZATION_OF, {"client_id": str(client)})
     return None if row is None else str(row[0])
 
 

@@ -24,7 +24,7 @@ class RegisterDirectory:
     reads each municipality once."""
 
     def __init__(self, conn: Connection | RawExecutor) -> None:
-        self._db = conn if isinstance(conn, RawExecutor) else RawExecutor.of(conn)
+        self._db = RawExecutor.of(conn)
         self._areas: dict[str, str | None] = {}
 
     def wellbeing_area_for_municipality(self, municipality_code: str) -> str | None:

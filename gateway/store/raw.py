@@ -87,8 +87,11 @@ class RawExecutor:
         self.dialect = dialect
 
     @classmethod
-    def of(cls, conn: Connection) -> RawExecutor:
-        """The executor sharing an open SQLAlchemy connection (and its transaction)."""
+    def of(cls, conn: Connection | RawExecutor) -> RawExecutor:
+        """The executor sharing an open SQLAlchemy connection (and its transaction);
+        an executor is its own."""
+        if isinstance(conn, RawExecutor):
+            return conn
         return cls(conn.connection.driver_connection, conn.dialect)
 
     def fetchone(self, statement: RawStatement, values: Mapping[str, Any]) -> Sequence[Any] | None:
