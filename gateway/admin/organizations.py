@@ -17,8 +17,9 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from gateway.admin.schema import organization
+from gateway.admin.schema import organization, organization_municipality
 from gateway.errors import Conflict, Issue, NotFound, Unprocessable
 from gateway.policy import PermitAll
 from gateway.services.context import RequestContext
@@ -180,21 +181,56 @@ def create_organization(ctx: RequestContext, *, org: Organization) -> Organizati
     with ctx.write() as conn:
         if _get(conn, org.id) is not None:
             raise Conflict(f"Organisation '{org.id}' already exists", expression=("id",))
-        conn.execute(
-            insert(organization).values(
-                id=org.id,
-                name=org.name,
-                org_type=org.type,
-                identifiers=[{"system": i.system, "value": i.value} for i in org.identifiers],
-                municipalities=list(org.municipalities),
-                created_at=now,
-                updated_at=now,
+        _refuse_served(conn, org.municipalities)
+        try:
+            conn.execute(
+                insert(organization).values(
+                    id=org.id,
+                    name=org.name,
+                    org_type=org.type,
+                    identifiers=[{"system": i.system, "value": i.value} for i in org.identifiers],
+                    municipalities=list(org.municipalities),
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-        )
+            if org.municipalities:
+                conn.execute(
+                    insert(organization_municipality),
+                    [
+                        {"municipality_code": c, "organization_id": org.id}
+                        for c in org.municipalities
+                    ],
+                )
+        except IntegrityError as exc:
+            raise Conflict(
+                f"Organisation '{org.id}' or one of its municipalities was registered at the "
+                "same time by another request; try again"
+            ) from exc
         update_resource(
             ctx, resource_type="Organization", resource_id=org.id, resource=to_fhir(org)
         )
     return org
+
+
+def _refuse_served(conn: Connection, codes: Sequence[str]) -> None:
+    """Conflict when another organisation already serves one of ``codes``: the exchange
+    routes a client's notification by municipality, so each has one organisation."""
+    if not codes:
+        return
+    rows = conn.execute(
+        select(
+            organization_municipality.c.municipality_code,
+            organization_municipality.c.organization_id,
+        ).where(organization_municipality.c.municipality_code.in_(list(codes)))
+    )
+    served = {code: org_id for code, org_id in rows}
+    for i, code in enumerate(codes):
+        if code in served:
+            raise Conflict(
+                f"Municipality {code} is already served by organisation '{served[code]}'",
+                expression=(f"municipalities[{i}]",),
+            )
 
 
 def _row_to_org(row: Any) -> Organization:

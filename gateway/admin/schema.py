@@ -1,5 +1,6 @@
-"""Tables of the admin register (migration 0004): organisations, data-sharing agreements
-and the append-only event history of every agreement."""
+"""Tables of the admin register: organisations, data-sharing agreements and the
+append-only event history of every agreement (migration 0004), and which organisation
+serves each municipality (migration 0007)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ organization = Table(
     Column("municipalities", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+# The register's index of ``admin_organization.municipalities``: one row per municipality
+# code (Statistics Finland, urn:oid:1.2.246.537.6.21), so a municipality is served by at
+# most one organisation and the exchange finds it by key.
+organization_municipality = Table(
+    "admin_organization_municipality",
+    metadata,
+    Column("municipality_code", String(8), primary_key=True),
+    Column("organization_id", String(64), ForeignKey("admin_organization.id"), nullable=False),
 )
 
 agreement = Table(

@@ -3,22 +3,21 @@ serves a municipality (the wellbeing area, or the City of Helsinki)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Text, bindparam, cast, select
+from sqlalchemy import Connection, bindparam, select
 
-from gateway.admin.schema import organization
-from gateway.store.raw import RawExecutor, RawStatement, json_column
+from gateway.admin.schema import organization_municipality
+from gateway.store.raw import RawExecutor, RawStatement
 
-SELECT_LISTING = RawStatement(
-    select(organization.c.id, organization.c.municipalities)
-    .where(cast(organization.c.municipalities, Text).like(bindparam("listed"), escape="\\"))
-    .order_by(organization.c.id)
+SELECT_SERVER = RawStatement(
+    select(organization_municipality.c.organization_id).where(
+        organization_municipality.c.municipality_code == bindparam("code")
+    )
 )
-"""The organisations whose JSON list of municipalities has the code's text in it: the
-database skips every other row without decoding its list."""
+"""The organisation that serves a municipality, by the register's primary key."""
 
 
 class RegisterDirectory:
-    """``adapters.kela.Directory`` over ``admin_organization.municipalities``, read on the
+    """``adapters.kela.Directory`` over ``admin_organization_municipality``, read on the
     caller's connection (or driver connection) when asked, one fixed statement per
     municipality. An instance lives for one connection's use (a batch of messages) and
     reads each municipality once."""
@@ -33,13 +32,5 @@ class RegisterDirectory:
         return self._areas[municipality_code]
 
     def _read(self, municipality_code: str) -> str | None:
-        # Only wellbeing areas (and the City of Helsinki) list municipalities.
-        listed = '%"' + _like_escaped(municipality_code) + '"%'
-        for org_id, municipalities in self._db.fetchall(SELECT_LISTING, {"listed": listed}):
-            if municipality_code in (json_column(municipalities) or ()):
-                return str(org_id)
-        return None
-
-
-def _like_escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        row = self._db.fetchone(SELECT_SERVER, {"code": municipality_code})
+        return None if row is None else str(row[0])

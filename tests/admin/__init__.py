@@ -8,7 +8,12 @@ from sqlalchemy import delete
 
 from gateway.admin import agreements as svc
 from gateway.admin import organizations as orgs
-from gateway.admin.schema import agreement, agreement_event, organization
+from gateway.admin.schema import (
+    agreement,
+    agreement_event,
+    organization,
+    organization_municipality,
+)
 from gateway.config import Settings
 from gateway.services.context import RequestContext
 from gateway.store.database import Database
@@ -29,7 +34,7 @@ def clean_admin_tables(db: Database) -> None:
     """Empties the admin tables (the shared PostgreSQL test database keeps rows between
     tests; conftest only truncates the resource store)."""
     with db.write() as conn:
-        for table in (agreement_event, agreement, organization):
+        for table in (agreement_event, agreement, organization_municipality, organization):
             conn.execute(delete(table))
 
 

@@ -82,6 +82,19 @@ def test_organizations(api: TestClient) -> None:
         f"{API}/organizations", json={"id": "kela", "name": "Kela", "type": "kela"}
     )
     assert duplicate.status_code == 409
+    served = api.post(
+        f"{API}/organizations",
+        json={
+            "id": "esavo-2",
+            "name": "Etelä-Savo",
+            "type": "wellbeing-area",
+            "municipalities": ["491"],
+        },
+    )
+    assert served.status_code == 409
+    assert served.json()["issue"][0]["diagnostics"] == (
+        "Municipality 491 is already served by organisation 'esavo'"
+    )
 
 
 def test_invalid_organization_is_422_with_field_issues(api: TestClient) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from gateway.admin import organizations as orgs
-from gateway.admin.schema import organization
+from gateway.admin.schema import organization, organization_municipality
 from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.errors import Conflict, Unprocessable
@@ -135,3 +135,24 @@ def test_wellbeing_area_municipalities_belong_to_one_area(db: Database) -> None:
         orgs.create_organization(context(db), org=mixed)
     assert raised.value.issues[0].expression == ("municipalities",)
     assert "08, 90" in raised.value.issues[0].diagnostics
+
+
+def test_a_municipality_is_served_by_one_organisation(db: Database) -> None:
+    ctx = context(db)
+    orgs.create_organization(
+        ctx, org=orgs.Organization("pirha", "Pirkanmaa", "wellbeing-area", (), ("837", "211"))
+    )
+    rival = orgs.Organization("pirha-2", "Pirkanmaa again", "wellbeing-area", (), ("536", "211"))
+    with pytest.raises(Conflict) as raised:
+        orgs.create_organization(ctx, org=rival)
+    assert raised.value.diagnostics == "Municipality 211 is already served by organisation 'pirha'"
+    assert raised.value.expression == ("municipalities[1]",)
+    with db.read() as conn:
+        assert [o.id for o in orgs.list_organizations(db)] == ["pirha"]
+        served = conn.execute(
+            select(
+                organization_municipality.c.municipality_code,
+                organization_municipality.c.organization_id,
+            ).order_by(organization_municipality.c.municipality_code)
+        ).all()
+    assert [tuple(row) for row in served] == [("211", "pirha"), ("837", "pirha")]

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from lxml import etree
-from sqlalchemy import event, func, select, update
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from adapters.xroad import members
@@ -23,7 +23,7 @@ from adapters.xroad.envelope import build_request, parse_fault
 from adapters.xroad.identifiers import ClientId, ServiceId
 from adapters.xroad.members import add_member
 from gateway.admin import agreements as svc
-from gateway.admin.schema import organization
+from gateway.admin.schema import organization_municipality
 from gateway.audit.log import entries as audit_entries
 from gateway.config import Settings
 from gateway.exchange import xroad as xroad_module
@@ -451,7 +451,7 @@ def test_a_repeat_gets_its_first_response_even_when_its_body_would_now_be_refuse
     # The wellbeing area stops listing the client's municipality: the body alone would
     # now be refused (no wellbeing area serves it), but the message id was answered before.
     with database.write() as conn:
-        conn.execute(update(organization).values(municipalities=[]))
+        conn.execute(delete(organization_municipality))
     again = _post(gw, envelope)
     assert again.status_code == 200 and again.content == first.content
     assert _counts(database) == stored
