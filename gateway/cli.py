@@ -6,6 +6,7 @@ import os
 
 import typer
 import uvicorn
+from typer.core import TyperOption
 
 from adapters.xroad.cli import xroad_app
 from gateway.admin.cli import agreement_app, org_app
@@ -38,8 +39,25 @@ DatabaseOption = typer.Option(
 )
 
 
+def _given_options(ctx: typer.Context) -> list[str]:
+    """The command's options as command-line arguments, each with its value as parsed
+    (defaults and environment included), so that a restart runs exactly this command."""
+    arguments: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, TyperOption) or param.name is None:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            arguments += param.opts[:1] if value else param.secondary_opts[:1]
+        else:
+            for one in value if param.multiple else (value,):
+                arguments += (param.opts[0], str(one))
+    return arguments
+
+
 @app.command()
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8080, help="TCP port"),
     database: str = DatabaseOption,
@@ -48,12 +66,7 @@ def serve(
 ) -> None:
     """Runs the gateway; the FHIR base is http://HOST:PORT/fhir."""
     try:
-        restart_with_allocator(
-            [
-                *("-m", "gateway.cli", "serve", "--host", host, "--port", str(port)),
-                *("--database", database, "--workers", str(workers), "--log-level", log_level),
-            ]
-        )
+        restart_with_allocator(["-m", "gateway.cli", "serve", *_given_options(ctx)])
     except AllocatorError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -80,6 +80,26 @@ def test_serve_refuses_an_allocator_it_cannot_load(monkeypatch: pytest.MonkeyPat
     assert "SILTA_ALLOCATOR=tcmalloc is not one of" in result.output
 
 
+def test_serve_restarts_with_every_option_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    restarted: list[list[str]] = []
+
+    def restart(command: list[str]) -> None:
+        restarted.append(command)
+        raise AllocatorError("stopped before serving")
+
+    monkeypatch.setattr("gateway.cli.restart_with_allocator", restart)
+    monkeypatch.setenv("SILTA_DATABASE_URL", "sqlite:///from-the-environment.db")
+    result = CliRunner().invoke(app, ["serve", "--port", "9999", "--log-level", "info"])
+    assert result.exit_code == 2
+    assert restarted == [
+        [
+            *("-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", "9999"),
+            *("--database", "sqlite:///from-the-environment.db", "--workers", "1"),
+            *("--log-level", "info"),
+        ]
+    ]
+
+
 # -- a real serving process ------------------------------------------------------
 
 
