@@ -35,7 +35,7 @@ def test_a_municipality_is_served_by_the_wellbeing_area_that_lists_it(database: 
         assert directory.wellbeing_area_for_municipality("211") == "pirha"
         assert directory.wellbeing_area_for_municipality("091") == "helsinki"
         assert directory.wellbeing_area_for_municipality("999") is None
-        # Neither a part of a code nor LIKE's wildcards match.
+        # Only a whole code matches: neither a part of one nor a pattern.
         for pattern in ("83", "8_7", "%", '837", "211'):
             assert directory.wellbeing_area_for_municipality(pattern) is None
 
