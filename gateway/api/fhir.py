@@ -127,6 +127,8 @@ async def call(
     ):
         if ctx.services_on_threads:
             return await on_service_thread(request, functools.partial(function, ctx=ctx, **kwargs))
+        if ACTIONS.get(function.__name__) in WRITE_ACTIONS:
+            await ctx.db.writers_free()
         with deferred_commits() as commits:
             result = function(ctx=ctx, **kwargs)
         await commits.wait()
@@ -148,6 +150,8 @@ ACTIONS = {
     "process_bundle": "transaction",
     "validate": "operation",
 }
+WRITE_ACTIONS = frozenset(("create", "update", "patch", "delete", "transaction"))
+"""The interactions whose service functions write (and so need SQLite's write turn)."""
 
 
 def _write_response(

@@ -100,6 +100,7 @@ async def xroad_endpoint(request: Request) -> Response:
         body, status = await on_thread(partial(complete, template, prepared, audit=state.audit))
         return _soap(body, status)
     prepared = await state.xroad_batches.prepare(message)
+    await template.db.writers_free()
     # The message's transaction may share its commit with the requests the event loop
     # runs next; the response is sent only once it is committed.
     with deferred_commits() as commits:

@@ -112,6 +112,12 @@ class Database:
         with writers.write() as conn:
             yield conn
 
+    async def writers_free(self) -> None:
+        """Returns once a write on the event loop can take SQLite's write turn without
+        waiting for a shared transaction's commit (at once on PostgreSQL)."""
+        if self._sqlite_writers is not None:
+            await self._sqlite_writers.turn_free()
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads. On SQLite they share one transaction, over one
@@ -175,6 +181,8 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
+        if self._sqlite_writers is not None:
+            self._sqlite_writers.shutdown()
         if self._background_commits is not None:
             self._background_commits.shutdown()
         for reader in self._reader_connections:

@@ -21,8 +21,12 @@ Requests served inline on the asyncio event loop never queue on the turn: each r
 to its end before the next starts. Inside :func:`deferred_commits` a writer on the
 loop therefore does not wait for the commit: it leaves the transaction open for the
 requests the loop runs next and awaits :meth:`CommitWaiter.wait` before it answers.
-The loop commits the group once a full pass over its ready requests added no writer
-(or the group is full), so one commit serves every write request of that burst.
+The loop ends the group once a full pass over its ready requests added no writer
+(or the group is full), so one commit serves every write request of that burst. The
+``COMMIT`` itself, the writing of the group's pages to the log, then runs on a
+committer thread (the driver runs it without the interpreter lock), holding the turn
+until it is done: the loop meanwhile reads and parses the next requests, whose writes
+first await :meth:`GroupCommit.turn_free` instead of blocking the loop on the turn.
 
 PostgreSQL runs many write transactions at once, each holding its row and advisory locks
 until it commits, so its writers are not grouped. There a commit's cost is the wait for
@@ -170,6 +174,9 @@ class GroupCommit:
         self._count = threading.Lock()  # guards _waiting
         self._waiting = 0
         self._group: _Group | None = None
+        # Groups ended on an event loop are committed on this thread, one at a time.
+        self._committer: ThreadPoolExecutor | None = None
+        self._committing: Future[None] | None = None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -224,7 +231,7 @@ class GroupCommit:
         group.futures.append((loop, future))
         waiter.pending.append(future)
         if group.turns >= self._max_members:
-            self._end_turn(group)
+            self._commit_in_background(group)
             return True
         if not group.scheduled:
             group.scheduled = True
@@ -243,9 +250,31 @@ class GroupCommit:
             return
         self._take_turn()
         if self._group is group:
-            self._commit(group)
+            self._commit_in_background(group)
         else:
             self._turn.release()
+
+    def _commit_in_background(self, group: _Group) -> None:
+        """Ends ``group`` (the caller holds the turn) and commits it on the committer
+        thread, which frees the turn when the commit is done."""
+        self._group = None
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="silta-group-commit"
+            )
+        self._committing = self._committer.submit(self._settle, group)
+
+    async def turn_free(self) -> None:
+        """Returns once no group is being committed on the committer thread, so that a
+        writer on the event loop can take the turn without blocking the loop."""
+        while (committing := self._committing) is not None and not committing.done():
+            await asyncio.wrap_future(committing)
+
+    def shutdown(self) -> None:
+        """Waits for the commit under way, if any."""
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.shutdown(wait=True)
 
     def _take_turn(self) -> None:
         """Waits for the turn, counted among the waiting while it does (a writer ending
@@ -280,9 +309,13 @@ class GroupCommit:
         self._commit(group)
 
     def _commit(self, group: _Group) -> None:
-        """Ends the group (the caller holds the turn): commits it, or rolls it back
-        when a failed writer broke it."""
+        """Ends the group (the caller holds the turn) and settles it."""
         self._group = None
+        self._settle(group)
+
+    def _settle(self, group: _Group) -> None:
+        """Commits an ended group, or rolls it back when a failed writer broke it;
+        frees the turn."""
         try:
             if group.broken:
                 group.error = RuntimeError("a failed write left the shared transaction unusable")

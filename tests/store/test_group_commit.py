@@ -52,7 +52,9 @@ def writers(engine_url: str) -> Iterator[tuple[GroupCommit, list[int]]]:
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t (n INTEGER PRIMARY KEY)")
     commits.clear()
-    yield GroupCommit(engine, max_members=8), commits
+    group = GroupCommit(engine, max_members=8)
+    yield group, commits
+    group.shutdown()
     engine.dispose()
 
 
@@ -334,6 +336,72 @@ def test_writers_that_keep_failing_cannot_keep_a_group_open(
         thread.join(30)
     assert stored(engine_url) == {0}
     assert all(tries < 100 for tries in attempts.values()), attempts
+
+
+def test_the_event_loop_runs_on_while_a_group_commits(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    """The COMMIT of a group ended on the loop runs on the committer thread: here it
+    can only finish once a coroutine on the loop has run."""
+    group, commits = writers
+    loop_ran = threading.Event()
+    commit_saw_loop: list[bool] = []
+
+    def slow_commit(_conn: Connection) -> None:
+        commit_saw_loop.append(loop_ran.wait(5))
+
+    event.listen(group._engine, "commit", slow_commit)
+
+    async def main() -> None:
+        with deferred_commits() as waiter, group.write() as conn:
+            insert(1)(conn)
+        committed = asyncio.ensure_future(waiter.wait())
+        while group._committing is None:  # the loop ends the group after this pass
+            await asyncio.sleep(0)
+        loop_ran.set()
+        await committed
+
+    asyncio.run(main())
+    event.remove(group._engine, "commit", slow_commit)
+    assert commit_saw_loop == [True]
+    assert stored(engine_url) == {1}
+    assert commits == [1]
+
+
+def test_a_write_during_a_commit_awaits_it_and_starts_the_next_group(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    group, commits = writers
+    committing = threading.Event()
+    release = threading.Event()
+
+    def held_commit(_conn: Connection) -> None:
+        committing.set()
+        release.wait(5)
+
+    event.listen(group._engine, "commit", held_commit)
+
+    async def second_writer() -> None:
+        await group.turn_free()
+        with deferred_commits() as waiter, group.write() as conn:
+            insert(2)(conn)
+        await waiter.wait()
+
+    async def main() -> None:
+        with deferred_commits() as first, group.write() as conn:
+            insert(1)(conn)
+        assert await asyncio.to_thread(committing.wait, 5)
+        second = asyncio.ensure_future(second_writer())
+        await asyncio.sleep(0.05)
+        assert not second.done()  # waiting for the first group's commit, loop free
+        release.set()
+        await first.wait()
+        await second
+
+    asyncio.run(main())
+    event.remove(group._engine, "commit", held_commit)
+    assert stored(engine_url) == {1, 2}
+    assert commits == [1, 2]
 
 
 # -- PostgreSQL: commits of inline requests on worker threads ----------------------
