@@ -32,9 +32,16 @@ _INSERT_RESOURCE = (
     "client) VALUES (%(res_type)s, %(res_id)s, 1, %(last_updated)s, false, %(body)s, "
     f"%(custodian)s, %(client)s) RETURNING {_RESOURCE_COLUMNS}"
 )
+# The new version's row holds no body while it is current (``resource`` has it); the
+# version it supersedes gets its body from the statement's snapshot of ``resource``.
 _INSERT_VERSION = (
     f"v AS (INSERT INTO resource_version ({_VERSION_COLUMNS}) SELECT pk, version, res_type, "
-    "res_id, last_updated, %(method)s, deleted, body FROM r)"
+    "res_id, last_updated, %(method)s, deleted, NULL FROM r)"
+)
+_KEEP_SUPERSEDED_BODY = (
+    "superseded AS (UPDATE resource_version sv SET body = old.body FROM resource old "
+    "WHERE old.pk = %(pk)s AND old.version = %(expected_version)s "
+    "AND sv.resource_pk = old.pk AND sv.version = old.version)"
 )
 _UPDATE_RESOURCE = (
     "UPDATE resource SET version = %(version)s, last_updated = %(last_updated)s, "
@@ -106,6 +113,7 @@ def replace_statement(keys: tuple[str, ...]) -> str:
     the expected version), replacing all its index rows by those in ``keys``."""
     parts = [
         f"r AS ({_UPDATE_RESOURCE})",
+        _KEEP_SUPERSEDED_BODY,
         _INSERT_VERSION,
         *(
             f"del_{key} AS (DELETE FROM {table.name} WHERE resource_pk IN (SELECT pk FROM r))"

@@ -17,6 +17,7 @@ from sqlalchemy import (
     FromClause,
     Table,
     bindparam,
+    case,
     delete,
     false,
     func,
@@ -81,6 +82,9 @@ _CURRENT_COLUMNS = (
 )
 _BY_ID = (resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
 _v = resource_version.c
+_VERSION_BODY = case((_v.version == resource.c.version, resource.c.body), else_=_v.body)
+"""The body of a version: the current version's lives only in ``resource`` (its version
+row holds none until a newer version supersedes it, see ``replace_current``)."""
 
 SELECT_CURRENT = RawStatement(select(*_CURRENT_COLUMNS).where(*_BY_ID))
 SELECT_CURRENT_FOR_UPDATE = RawStatement(select(*_CURRENT_COLUMNS).where(*_BY_ID).with_for_update())
@@ -92,7 +96,7 @@ SELECT_VERSION = RawStatement(
         _v.version,
         _v.last_updated,
         _v.deleted,
-        _v.body,
+        _VERSION_BODY,
         _v.method,
         resource.c.custodian,
         resource.c.client,
@@ -132,6 +136,17 @@ UPDATE_CURRENT = RawStatement(
         body=bindparam("body"),
         client=bindparam("client"),
     )
+)
+_CURRENT_OF_PK = select(resource.c.version).where(resource.c.pk == bindparam("pk"))
+KEEP_SUPERSEDED_BODY = RawStatement(
+    update(resource_version)
+    .where(
+        _v.resource_pk == bindparam("pk"),
+        _v.version == bindparam("expected_version"),
+        # Only while that version is still current (else StaleVersion follows).
+        _v.version == _CURRENT_OF_PK.scalar_subquery(),
+    )
+    .values(body=select(resource.c.body).where(resource.c.pk == bindparam("pk")).scalar_subquery())
 )
 DELETE_INDEX = {
     key: RawStatement(delete(table).where(table.c.resource_pk == bindparam("pk")))
@@ -286,7 +301,7 @@ def insert_new(
     )
     assert row is not None
     pk = int(row[0])
-    _insert_version(db, pk, res_type, res_id, 1, now, method, body)
+    _insert_version(db, pk, res_type, res_id, 1, now, method, deleted=False)
     write_index(db, pk, res_type, index_rows)
     return pk
 
@@ -322,6 +337,8 @@ def replace_current(
         if pg_write.write(db, pg_write.replace_statement(keys), values) is None:
             raise StaleVersion(f"{current.res_type}/{current.res_id}")
         return
+    # The body of the version being superseded moves into its version row first.
+    db.execute(KEEP_SUPERSEDED_BODY, {"pk": current.pk, "expected_version": current.version})
     changed = db.execute(
         UPDATE_CURRENT,
         {
@@ -336,7 +353,9 @@ def replace_current(
     )
     if changed != 1:
         raise StaleVersion(f"{current.res_type}/{current.res_id}")
-    _insert_version(db, current.pk, current.res_type, current.res_id, version, now, method, body)
+    _insert_version(
+        db, current.pk, current.res_type, current.res_id, version, now, method, deleted=body is None
+    )
     clear_index(db, current.pk)
     write_index(db, current.pk, current.res_type, index_rows)
 
@@ -349,8 +368,11 @@ def _insert_version(
     version: int,
     now: int,
     method: str,
-    body: bytes | None,
+    *,
+    deleted: bool,
 ) -> None:
+    """The version row of a new current version: its body stays in ``resource`` alone
+    until a newer version supersedes it."""
     db.execute(
         INSERT_VERSION,
         {
@@ -360,8 +382,8 @@ def _insert_version(
             "res_id": res_id,
             "last_updated": now,
             "method": method,
-            "deleted": body is None,
-            "body": body,
+            "deleted": deleted,
+            "body": None,
         },
     )
 
@@ -419,7 +441,7 @@ def history(
         v.version,
         v.last_updated,
         v.deleted,
-        v.body,
+        _VERSION_BODY,
         v.method,
         resource.c.custodian,
         resource.c.client,

@@ -1,7 +1,9 @@
 """Relational schema of the resource store (SQLAlchemy Core).
 
 - ``resource``: the current version of every resource (one indexed lookup per read).
-- ``resource_version``: every version ever written (vread, history).
+- ``resource_version``: every version ever written (vread, history). A version's body
+  is written here only when a newer version supersedes it: the current version's body
+  is stored once, in ``resource``, so a create writes it once.
 - ``sp_*``: the search index of the current versions, one table per search-parameter
   type (search.html §3.1.1.4), written in the same transaction as the resource.
 

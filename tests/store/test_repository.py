@@ -13,6 +13,7 @@ from gateway.services import resources
 from gateway.services.context import RequestContext
 from gateway.store import pg_write, repository
 from gateway.store.database import Database
+from gateway.store.migrate import downgrade, upgrade
 from gateway.store.raw import RawExecutor
 from gateway.store.schema import DERIVED_TABLES, resource_version
 from tests.fixtures import load_fixture
@@ -191,7 +192,8 @@ def test_a_new_resource_is_stored_with_its_version_and_every_kind_of_index_row(
     assert (current.pk, current.version, current.last_updated) == (pk, 1, 5)
     assert current.body == b'{"a":1}'
     assert (current.custodian, current.client, current.deleted) == ("pirha", "c1", False)
-    assert _versions(database, pk) == [(1, "PUT", False, b'{"a":1}')]
+    # The current version's body is stored once, in the resource row.
+    assert _versions(database, pk) == [(1, "PUT", False, None)]
     assert _index_of(database, pk) == _expected(_ROWS)
 
 
@@ -204,10 +206,32 @@ def test_a_new_version_replaces_every_index_row_and_keeps_the_old_version(
     }
     _replace(database, version=2, body=b'{"b":2}', index_rows=new_rows, client="c2")
     assert _index_of(database, pk) == _expected(new_rows)
-    assert _versions(database, pk) == [(1, "POST", False, b"{}"), (2, "PUT", False, b'{"b":2}')]
+    # The superseded version's row now holds its body; the current one's does not.
+    assert _versions(database, pk) == [(1, "POST", False, b"{}"), (2, "PUT", False, None)]
     _replace(database, version=3, body=None, index_rows={}, method="DELETE")
     assert _index_of(database, pk) == _expected({})
-    assert _versions(database, pk)[-1] == (3, "DELETE", True, None)
+    assert _versions(database, pk)[1:] == [(2, "PUT", False, b'{"b":2}'), (3, "DELETE", True, None)]
+
+
+def test_every_version_is_read_with_its_own_body(database: Database) -> None:
+    """vread and history read the current version's body from the resource row and a
+    superseded version's from its own row."""
+    _store(database, body=b'{"v":1}')
+    _replace(database, version=2, body=b'{"v":2}', index_rows={})
+    _replace(database, version=3, body=b'{"v":3}', index_rows={})
+    with database.read() as conn:
+        db = RawExecutor.of(conn)
+        bodies = {
+            n: getattr(repository.get_version(db, "Patient", "p1", n), "body", None)
+            for n in (1, 2, 3)
+        }
+        listed = repository.history(conn, res_type="Patient", res_id="p1", limit=10)
+    assert bodies == {1: b'{"v":1}', 2: b'{"v":2}', 3: b'{"v":3}'}
+    assert [(v.version, v.body) for v in listed] == [
+        (3, b'{"v":3}'),
+        (2, b'{"v":2}'),
+        (1, b'{"v":1}'),
+    ]
 
 
 def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
@@ -216,16 +240,21 @@ def test_a_write_over_a_version_that_changed_meanwhile_changes_nothing(
     pk = _store(database)
     with database.read() as conn:
         stale = repository.get_current(RawExecutor.of(conn), "Patient", "p1")
-    _replace(database, version=2, body=b"{}", index_rows={})
-    with pytest.raises(repository.StaleVersion):
-        _replace(
-            database,
+    _replace(database, version=2, body=b'{"v":2}', index_rows={})
+    assert stale is not None
+    with database.write() as conn, pytest.raises(repository.StaleVersion):
+        # Caught inside the transaction, which then commits what the attempt left.
+        repository.replace_current(
+            RawExecutor.of(conn),
+            current=stale,
             version=2,
             body=b'{"lost":1}',
+            now=9,
+            method="PUT",
             index_rows={"token": _ROWS["token"]},
-            current=stale,
         )
-    assert [v[0] for v in _versions(database, pk)] == [1, 2]
+    # Version 1 keeps its own body: the stale write copied nothing over it.
+    assert _versions(database, pk) == [(1, "POST", False, b"{}"), (2, "PUT", False, None)]
     assert _index_of(database, pk) == _expected({})
 
 
@@ -304,3 +333,17 @@ def test_lock_current_of_a_few_keys_reuses_a_cached_plan(database: Database) -> 
             ("%FROM (VALUES%FOR UPDATE OF r",),
         )
     assert plans is not None and plans[0] >= 1
+
+
+def test_migration_0008_keeps_each_body_once_and_its_downgrade_restores_the_copy(
+    database: Database,
+) -> None:
+    pk = _store(database, body=b'{"v":1}')
+    _replace(database, version=2, body=b'{"v":2}', index_rows={})
+    downgrade(database.engine, "0007")
+    try:
+        # Before 0008 every version row held its body, the current one's included.
+        assert [v[3] for v in _versions(database, pk)] == [b'{"v":1}', b'{"v":2}']
+    finally:
+        upgrade(database.engine)
+    assert [v[3] for v in _versions(database, pk)] == [b'{"v":1}', None]
