@@ -23,10 +23,11 @@ loop therefore does not wait for the commit: it leaves the transaction open for 
 requests the loop runs next and awaits :meth:`CommitWaiter.wait` before it answers.
 The loop ends the group once a full pass over its ready requests added no writer
 (or the group is full), so one commit serves every write request of that burst. The
-``COMMIT`` itself, the writing of the group's pages to the log, then runs on a
-committer thread (the driver runs it without the interpreter lock), holding the turn
-until it is done: the loop meanwhile reads and parses the next requests, whose writes
-first await :meth:`GroupCommit.turn_free` instead of blocking the loop on the turn.
+``COMMIT`` of a group of several writers, the writing of their pages to the log, then
+runs on a committer thread (the driver runs it without the interpreter lock), holding
+the turn until it is done: the loop meanwhile reads and parses the next requests, whose
+writes first await :meth:`GroupCommit.turn_free` instead of blocking the loop on the
+turn. A lone writer's group is committed on the loop.
 
 PostgreSQL runs many write transactions at once, each holding its row and advisory locks
 until it commits, so its writers are not grouped. There a commit's cost is the wait for
@@ -249,10 +250,14 @@ class GroupCommit:
             loop.call_soon(self._commit_when_idle, group, group.turns, passes + 1)
             return
         self._take_turn()
-        if self._group is group:
+        if self._group is not group:
+            self._turn.release()
+        elif group.members > 1:
             self._commit_in_background(group)
         else:
-            self._turn.release()
+            # A lone writer has no other request to overlap its commit with; handing
+            # it to the thread would only add two thread wake-ups to its answer.
+            self._commit(group)
 
     def _commit_in_background(self, group: _Group) -> None:
         """Ends ``group`` (the caller holds the turn) and commits it on the committer

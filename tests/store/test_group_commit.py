@@ -353,8 +353,10 @@ def test_the_event_loop_runs_on_while_a_group_commits(
     event.listen(group._engine, "commit", slow_commit)
 
     async def main() -> None:
-        with deferred_commits() as waiter, group.write() as conn:
-            insert(1)(conn)
+        with deferred_commits() as waiter:
+            for n in (1, 2):
+                with group.write() as conn:
+                    insert(n)(conn)
         committed = asyncio.ensure_future(waiter.wait())
         while group._committing is None:  # the loop ends the group after this pass
             await asyncio.sleep(0)
@@ -364,6 +366,30 @@ def test_the_event_loop_runs_on_while_a_group_commits(
     asyncio.run(main())
     event.remove(group._engine, "commit", slow_commit)
     assert commit_saw_loop == [True]
+    assert stored(engine_url) == {1, 2}
+    assert commits == [2]
+
+
+def test_a_lone_writers_group_is_committed_on_the_loop(
+    writers: tuple[GroupCommit, list[int]], engine_url: str
+) -> None:
+    """With no other request to overlap, the hand-off to the thread would only delay it."""
+    group, commits = writers
+    committed_on: list[str] = []
+
+    def record_thread(_conn: Connection) -> None:
+        committed_on.append(threading.current_thread().name)
+
+    event.listen(group._engine, "commit", record_thread)
+
+    async def main() -> None:
+        with deferred_commits() as waiter, group.write() as conn:
+            insert(1)(conn)
+        await waiter.wait()
+
+    asyncio.run(main())
+    event.remove(group._engine, "commit", record_thread)
+    assert committed_on == [threading.main_thread().name]
     assert stored(engine_url) == {1}
     assert commits == [1]
 
@@ -388,8 +414,10 @@ def test_a_write_during_a_commit_awaits_it_and_starts_the_next_group(
         await waiter.wait()
 
     async def main() -> None:
-        with deferred_commits() as first, group.write() as conn:
-            insert(1)(conn)
+        with deferred_commits() as first:
+            for n in (1, 3):
+                with group.write() as conn:
+                    insert(n)(conn)
         assert await asyncio.to_thread(committing.wait, 5)
         second = asyncio.ensure_future(second_writer())
         await asyncio.sleep(0.05)
@@ -400,8 +428,8 @@ def test_a_write_during_a_commit_awaits_it_and_starts_the_next_group(
 
     asyncio.run(main())
     event.remove(group._engine, "commit", held_commit)
-    assert stored(engine_url) == {1, 2}
-    assert commits == [1, 2]
+    assert stored(engine_url) == {1, 2, 3}
+    assert commits == [2, 3]
 
 
 # -- PostgreSQL: commits of inline requests on worker threads ----------------------
