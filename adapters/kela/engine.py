@@ -63,12 +63,13 @@ class Scope:
     directory: Directory | None = None
     sender: str | None = None
 
-    def at(self, node: Any) -> Scope:
-        """The same scope, evaluated against ``node``."""
+    def at(self, node: Any, variables: dict[str, Any] | None = None) -> Scope:
+        """The same scope, evaluated against ``node`` (with ``variables`` instead of its
+        own, if given)."""
         return Scope(
             self.message,
             node,
-            self.variables,
+            self.variables if variables is None else variables,
             self.resources,
             self.full_urls,
             self.directory,
@@ -141,11 +142,20 @@ class LiteralNode(Node):
 class ObjectNode(Node):
     items: list[tuple[str, Node]]
     computes: bool = field(init=False, default=False)
-    # (key, node, whether the node computes), so rendering asks no property per item.
+    # Every key in template order, the scalar literals with their values: a render
+    # starts from a copy of it and sets (or drops) only the keys of _rendered.
+    _template: dict[str, Any] = field(init=False, default_factory=dict)
+    # (key, node, whether the node computes) of the items that are not scalar literals.
     _rendered: list[tuple[str, Node, bool]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self._rendered = [(key, node, node.dynamic) for key, node in self.items]
+        for key, node in self.items:
+            if isinstance(node, LiteralNode):
+                if not is_absent(node.value):
+                    self._template[key] = node.value
+            else:
+                self._template[key] = None
+                self._rendered.append((key, node, node.dynamic))
         self.computes = any(dynamic for _, _, dynamic in self._rendered)
 
     @property
@@ -153,11 +163,12 @@ class ObjectNode(Node):
         return self.computes
 
     def render(self, scope: Scope) -> Any:
-        out: dict[str, Any] = {}
+        out = self._template.copy()
         produced = False
         for key, node, dynamic in self._rendered:
             value = node.render(scope)
             if value is None or (not value and type(value) in _EMPTY_WHEN_FALSY):
+                del out[key]
                 continue
             out[key] = value
             produced = produced or dynamic
@@ -181,7 +192,11 @@ class ListNode(Node):
     def render(self, scope: Scope) -> Any:
         out: list[Any] = []
         for node in self.items:
-            _append(out, node.render(scope))
+            value = node.render(scope)
+            if isinstance(value, list):
+                out.extend(item for item in value if not is_absent(item))
+            elif not (value is None or (not value and type(value) in _EMPTY_WHEN_FALSY)):
+                out.append(value)
         return out or None
 
 
@@ -207,12 +222,12 @@ class PathNode(Node):
         results = found if isinstance(found, list) else [found]
         if self.mode == "nodes":
             return results
-        texts = [t for t in (_text_of(r) for r in results) if t]
         if self.mode == "list":
-            return texts or None
-        if not texts:
+            return [t for t in map(_text_of, results) if t] or None
+        # The first non-empty text; the rest are not read.
+        text = next(filter(None, map(_text_of, results)), None)
+        if text is None:
             return None
-        text = texts[0]
         if self.mode == "token":
             return " ".join(text.split())
         if self.mode == "boolean":

@@ -14,7 +14,7 @@ identifier, so a re-delivered message yields the identical Bundle; every entry h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.kela.directory import Directory
@@ -142,7 +142,7 @@ def _entry_instances(
                 continue
         nodes = spec.each.render(scope) if spec.each is not None else [scope.node]
         for node in nodes:
-            entry_scope = replace(scope, node=node, variables=dict(scope.variables))
+            entry_scope = scope.at(node, dict(scope.variables))
             evaluate_variables(spec.variables, entry_scope)
             key = "" if spec.key is None else str(spec.key.render(entry_scope))
             url = "urn:uuid:" + stable_uuid(mapping.message, source_id, spec.name, key)
