@@ -23,7 +23,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from gateway.search.fhirpath import Evaluator, compile_path, parse_reference
+from gateway.search.fhirpath import Evaluator, compile_path, leading_member, parse_reference
 from gateway.search.registry import STRING_PARTS, params_for
 from gateway.search.values import date_range, normalize_string, number_range
 from gateway.store.schema import INDEX_TABLES
@@ -314,13 +314,14 @@ for _key, _columns in INDEX_COLUMNS.items():
 
 
 @lru_cache(maxsize=128)
-def _plan(resource_type: str) -> tuple[tuple[str, _Indexer, Evaluator], ...]:
-    """Per type: (param code, indexer, compiled expression) of every indexed parameter.
+def _plan(resource_type: str) -> tuple[tuple[str, _Indexer, Evaluator, str | None], ...]:
+    """Per type: (param code, indexer, compiled expression, the element without which the
+    expression is empty, if there is one) of every indexed parameter.
 
     A string parameter whose values another one stores (``SearchParam.stored_in``) is
     left out, and one on HumanName or Address skips the parts stored elsewhere.
     """
-    plan: list[tuple[str, _Indexer, Evaluator]] = []
+    plan: list[tuple[str, _Indexer, Evaluator, str | None]] = []
     for code, param in params_for(resource_type).items():
         if code in SKIPPED_PARAMS or param.type in SKIPPED_TYPES:
             continue
@@ -332,7 +333,8 @@ def _plan(resource_type: str) -> tuple[tuple[str, _Indexer, Evaluator], ...]:
                 indexer = _string_indexer(
                     tuple(p for p in STRING_PARTS if p not in param.parts_stored_elsewhere)
                 )
-        plan.append((code, indexer, compile_path(param.expression)))
+        expression = param.expression
+        plan.append((code, indexer, compile_path(expression), leading_member(expression)))
     return tuple(plan)
 
 
@@ -347,7 +349,9 @@ def extract_index_rows(resource: dict[str, Any]) -> dict[str, list[dict[str, Any
     def add(table: str, row: _Row) -> None:
         found[table][row] = None
 
-    for code, indexer, evaluate in _plan(resource.get("resourceType", "")):
+    for code, indexer, evaluate, member in _plan(resource.get("resourceType", "")):
+        if member is not None and member not in resource:
+            continue  # most parameters of a type find nothing in a given resource
         try:
             values = evaluate(resource)
         except Exception:

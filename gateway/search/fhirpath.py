@@ -630,6 +630,25 @@ def _exists_and_not_false(path: Evaluator) -> Evaluator:
 
 
 @cache
+def leading_member(expression: str) -> str | None:
+    """The element of the resource that ``expression`` starts from (``for`` in
+    ``Task.for.where(resolve() is Patient)``) when the expression is empty wherever the
+    resource lacks that element: a path from the root, whose later steps (members,
+    choices, indexes, ``where``, ``ofType``, unions of such steps) each give nothing for
+    nothing. None for any other expression (``exists()``, a union of two paths, what only
+    fhirpathpy evaluates)."""
+    if _EXISTS_AND_NOT_FALSE.match(expression):
+        return None
+    try:
+        ops, _ = _compile(_Parser(expression).parse(), expression)
+    except UnsupportedExpression:
+        return None
+    if len(ops) > 1 and ops[0][0] == "root" and ops[1][0] == "member":
+        member: str = ops[1][1]
+        return member
+    return None
+
+
 def compile_path(expression: str) -> Evaluator:
     """A callable evaluating the FHIRPath ``expression`` on a resource's JSON dict."""
     try:
