@@ -649,6 +649,7 @@ def leading_member(expression: str) -> str | None:
     return None
 
 
+@cache
 def compile_path(expression: str) -> Evaluator:
     """A callable evaluating the FHIRPath ``expression`` on a resource's JSON dict."""
     try:

@@ -1047,3 +1047,10 @@ def test_every_expression_is_empty_without_its_leading_member() -> None:
             assert fhirpathpy_evaluator(param.expression)(without) == [], param.expression
             checked += 1
     assert checked > 200
+
+
+def test_each_expression_is_compiled_once() -> None:
+    """Writes and policy decisions evaluate the same few expressions over and over."""
+    for _, _, expression in _all_expressions():
+        assert compile_path(expression) is compile_path(expression)
+        assert leading_member(expression) == leading_member(expression)
