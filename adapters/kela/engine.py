@@ -192,11 +192,7 @@ class ListNode(Node):
     def render(self, scope: Scope) -> Any:
         out: list[Any] = []
         for node in self.items:
-            value = node.render(scope)
-            if isinstance(value, list):
-                out.extend(item for item in value if not is_absent(item))
-            elif not (value is None or (not value and type(value) in _EMPTY_WHEN_FALSY)):
-                out.append(value)
+            _append(out, node.render(scope))
         return out or None
 
 

@@ -547,8 +547,15 @@ def _visible(values: list[Any]) -> list[Any]:
     return values
 
 
-def _compiled(expression: str) -> Evaluator:
+@cache
+def _ops(expression: str) -> list[_Op]:
+    """The compiled steps of ``expression`` (raises UnsupportedExpression)."""
     ops, _ = _compile(_Parser(expression).parse(), expression)
+    return ops
+
+
+def _compiled(expression: str) -> Evaluator:
+    ops = _ops(expression)
     if len(ops) > 1 and ops[0][0] == "root" and all(op[0] == "member" for op in ops[1:]):
         return _simple_path(ops[0][1], tuple(op[1] for op in ops[1:]))
     step = _build(ops)
@@ -640,7 +647,7 @@ def leading_member(expression: str) -> str | None:
     if _EXISTS_AND_NOT_FALSE.match(expression):
         return None
     try:
-        ops, _ = _compile(_Parser(expression).parse(), expression)
+        ops = _ops(expression)
     except UnsupportedExpression:
         return None
     if len(ops) > 1 and ops[0][0] == "root" and ops[1][0] == "member":
